@@ -1,0 +1,51 @@
+# ross3d: two commands on a fresh machine -- `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ross3d-installed
+APT_PACKAGES := libusb-1.0-0 default-jre-headless
+DEMO_DIR ?= runs/demo
+MODEL ?= $(DEMO_DIR)/checkpoints/final
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps test demo eval bench clean-demo
+
+setup: $(STAMP)
+
+# System libraries: open3d's wheel needs libusb at import time, METEOR needs a Java runtime.
+system-deps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libusb-1.0.so.0' || missing="$$missing libusb-1.0-0"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing -- run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/python -m ross3d_cli.demo --out $(DEMO_DIR)
+
+eval: setup
+	$(VENV)/bin/ross3d eval demo-table --demo-dir $(DEMO_DIR) --checkpoint $(MODEL)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

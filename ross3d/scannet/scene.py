@@ -1,0 +1,175 @@
+"""ScanNet scene files: paths of one scan, the `_vh_clean_2.ply` mesh, `<scene>.txt` axis alignment, and
+aggregation + segments -> objects with axis-aligned boxes (cx, cy, cz, dx, dy, dz) in the aligned frame."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ross3d.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanPaths:
+    """The raw files of one scan directory `SCANS_DIR/<scene_id>/`."""
+
+    root: Path
+    scene_id: str
+
+    @property
+    def sens(self) -> Path:
+        return self.root / f"{self.scene_id}.sens"
+
+    @property
+    def mesh(self) -> Path:
+        return self.root / f"{self.scene_id}_vh_clean_2.ply"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / f"{self.scene_id}.txt"
+
+    @property
+    def aggregation(self) -> Path:
+        return self.root / f"{self.scene_id}.aggregation.json"
+
+    @property
+    def segs(self) -> Path:
+        return self.root / f"{self.scene_id}_vh_clean_2.0.010000.segs.json"
+
+
+def scan_paths(scans_dir: str | Path, scene_id: str) -> ScanPaths:
+    return ScanPaths(Path(scans_dir) / scene_id, scene_id)
+
+
+@dataclass
+class SceneMesh:
+    """A triangle mesh in the scan's raw frame: float64 vertices, uint8 RGB colours, int32 faces."""
+
+    vertices: np.ndarray  # (N, 3) float64
+    colors: np.ndarray  # (N, 3) uint8
+    faces: np.ndarray  # (F, 3) int32
+
+
+def read_mesh(path: str | Path) -> SceneMesh:
+    """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces) with open3d."""
+    import open3d as o3d
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "mesh file not found")
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.triangles, dtype=np.int32)
+    if len(vertices) == 0 or len(faces) == 0:
+        raise InputError(path, "not a readable triangle mesh (no vertices or faces)")
+    if mesh.has_vertex_colors():
+        colors = np.rint(np.asarray(mesh.vertex_colors) * 255.0).clip(0, 255).astype(np.uint8)
+    else:
+        log.warning("%s: mesh has no vertex colours; using grey", path)
+        colors = np.full((len(vertices), 3), 128, np.uint8)
+    return SceneMesh(vertices, colors, faces)
+
+
+def read_scene_meta(path: str | Path) -> dict[str, str]:
+    """Parse `key = value` lines (CRLF tolerated; values may contain spaces and '=')."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise InputError(path, f"cannot read scene metadata: {err.strerror}") from None
+    meta: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            meta[key.strip()] = value.strip()
+    return meta
+
+
+def read_axis_alignment(path: str | Path) -> tuple[np.ndarray, bool]:
+    """The 4x4 `axisAlignment` (row-major) of `<scene>.txt`, and whether it was present.
+
+    ScanNet v1 files and test scans have none: identity is returned with a warning (aligned = False).
+    """
+    path = Path(path)
+    value = read_scene_meta(path).get("axisAlignment")
+    if value is None:
+        log.warning("%s: no axisAlignment; using identity (scene marked aligned = false)", path)
+        return np.eye(4), False
+    try:
+        numbers = [float(x) for x in value.split()]
+    except ValueError:
+        raise InputError(path, f"axisAlignment is not 16 numbers: {value!r}") from None
+    if len(numbers) != 16 or not np.isfinite(numbers).all():
+        raise InputError(path, f"axisAlignment must hold 16 finite numbers, got {len(numbers)}")
+    return np.asarray(numbers, dtype=np.float64).reshape(4, 4), True
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 rigid/affine transform to (N, 3) points."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+@dataclass
+class SceneObject:
+    """One annotated object: aggregation `objectId`, its raw label, and the mesh vertices of its segments."""
+
+    object_id: int
+    label: str
+    vertex_indices: np.ndarray  # int64
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+
+
+def read_objects(aggregation_path: str | Path, segs_path: str | Path) -> list[SceneObject]:
+    """Objects from `<scene>.aggregation.json` (segGroups) and `..segs.json` (segIndices per vertex)."""
+    aggregation_path, segs_path = Path(aggregation_path), Path(segs_path)
+    seg_indices = _load_json(segs_path).get("segIndices")
+    if not isinstance(seg_indices, list):
+        raise InputError(segs_path, "missing 'segIndices' list")
+    seg_of_vertex = np.asarray(seg_indices, dtype=np.int64)
+    groups = _load_json(aggregation_path).get("segGroups")
+    if not isinstance(groups, list):
+        raise InputError(aggregation_path, "missing 'segGroups' list")
+    order = np.argsort(seg_of_vertex, kind="stable")
+    sorted_segs = seg_of_vertex[order]
+    objects = []
+    for group in groups:
+        try:
+            object_id, label, segments = int(group["objectId"]), str(group["label"]), group["segments"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(aggregation_path, f"malformed segGroup ({err!r})") from None
+        segs = np.unique(np.asarray(segments, dtype=np.int64))
+        lo = np.searchsorted(sorted_segs, segs, side="left")
+        hi = np.searchsorted(sorted_segs, segs, side="right")
+        verts = np.concatenate([order[a:b] for a, b in zip(lo, hi)]) if len(segs) else np.zeros(0, np.int64)
+        objects.append(SceneObject(object_id, label, np.sort(verts)))
+    objects.sort(key=lambda o: o.object_id)
+    return objects
+
+
+def object_boxes(objects: list[SceneObject], aligned_vertices: np.ndarray) -> np.ndarray:
+    """(K, 6) float32 AABBs (cx, cy, cz, dx, dy, dz) over each object's aligned vertices; NaN when it has none."""
+    boxes = np.full((len(objects), 6), np.nan, dtype=np.float32)
+    for k, obj in enumerate(objects):
+        if len(obj.vertex_indices) == 0:
+            log.warning("object %d (%s) has no vertices; its box is NaN", obj.object_id, obj.label)
+            continue
+        pts = aligned_vertices[obj.vertex_indices]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        boxes[k, :3] = (lo + hi) / 2
+        boxes[k, 3:] = hi - lo
+    return boxes

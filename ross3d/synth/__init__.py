@@ -1,0 +1,1 @@
+"""Procedural ScanNet-format scenes and benchmark-style annotations: the embedded default data."""

@@ -1,0 +1,1 @@
+"""Stage 3: the DeepSpeed trainer that reads only cached tensors."""
