@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the modules themselves import only typer at import time.
-COMMAND_MODULES = ["synth"]
+COMMAND_MODULES = ["synth", "prep", "eval"]
 
 
 def _version(value: bool) -> None:
