@@ -1,0 +1,96 @@
+"""Native release files: locating split files in a benchmark folder, loading JSON with one-line errors, and
+typed field access that turns malformed records into RecordError (counted by the caller)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ross3d.errors import InputError
+from ross3d.prep.qa.report import QaReport, RecordError
+from ross3d.prep.qa.schema import Sample
+
+
+def find_file(root: Path, name: str, subdirs: Iterable[str] = ()) -> Path | None:
+    """`root/name`, else `root/<subdir>/name` for the folder layouts as downloaded; None when absent."""
+    for folder in (root, *(root / s for s in subdirs)):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_json(path: Path) -> object:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as err:
+        raise InputError(path, f"cannot read: {err.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+
+
+def load_list(path: Path, key: str | None = None) -> list:
+    """A JSON array, or the array under `key` of a JSON object (SQA3D's {"questions": [...]})."""
+    data = load_json(path)
+    if key is not None:
+        if not isinstance(data, dict) or key not in data:
+            raise InputError(path, f"expected a JSON object with a '{key}' list")
+        data = data[key]
+    if not isinstance(data, list):
+        raise InputError(path, "expected a JSON array of records")
+    return data
+
+
+def get(record: object, name: str, kind: type | tuple[type, ...]) -> object:
+    """record[name], checked to be of `kind` (bool never passes as int)."""
+    if not isinstance(record, dict):
+        raise RecordError("record is not a JSON object")
+    if name not in record or record[name] is None:
+        raise RecordError(f"missing field '{name}'")
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RecordError(f"field '{name}' has the wrong type")
+    return value
+
+
+def get_int(record: object, name: str) -> int:
+    """An integer field that may be written as a string ("3" in ScanRefer)."""
+    value = get(record, name, (int, str))
+    try:
+        return int(value)
+    except ValueError:
+        raise RecordError(f"field '{name}' is not an integer") from None
+
+
+def get_list(record: object, name: str, item: type, allow_empty: bool = True) -> list:
+    value = get(record, name, list)
+    if any(isinstance(v, bool) or not isinstance(v, item) for v in value):
+        raise RecordError(f"field '{name}' holds a wrong-typed item")
+    if not value and not allow_empty:
+        raise RecordError(f"field '{name}' is empty")
+    return value
+
+
+def record_id(record: object, id_field: str | None, index: int) -> object:
+    """The id a problem report names: the record's own id field if readable, else its position."""
+    if id_field and isinstance(record, dict) and isinstance(record.get(id_field), (str, int)):
+        return record[id_field]
+    return f"#{index}"
+
+
+def convert_records(records: list, source: str, report: QaReport, id_field: str | None,
+                    make: Callable[[int, object], list[Sample]]) -> list[Sample]:
+    """make(index, record) for every record; a RecordError is counted in the report against `source`."""
+    out: list[Sample] = []
+    for index, record in enumerate(records):
+        try:
+            out.extend(make(index, record))
+        except RecordError as err:
+            report.add_problem(source, str(err), record_id(record, id_field, index))
+    return out
+
+
+def capitalize_first(text: str) -> str:
+    """The first character upper-cased, the rest untouched (the original's `Desc`)."""
+    return text[:1].upper() + text[1:]
