@@ -51,7 +51,7 @@ def _split_files(root: Path, benchmark: str, splits: Iterable[str], names, subdi
             found[split] = paths
         else:
             note = f"{benchmark} {split}: {', '.join(wanted)} not found in {root}; split skipped"
-            log.info(note)
+            log.debug(note)
             report.notes.append(note)
     if not found:
         expected = ", ".join(n for s in splits for n in ((names(s),) if isinstance(names(s), str) else names(s)))
