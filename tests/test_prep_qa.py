@@ -11,6 +11,7 @@ from qa_helpers import box_of, write_json, write_label_map, write_objects
 from ross3d.errors import ConfigError, InputError
 from ross3d.prep.qa.run import QaSources, prep_qa
 from ross3d.prep.qa.schema import SAMPLES_SCHEMA, Sample, read_samples, write_samples
+from ross3d.prep.qa.sqa3d import question_type
 
 Q1 = "What is in the right corner of room by curtains?"
 SCANQA_TRAIN = [{"answers": ["brown cabinet with tv sitting in it", "cabinet"], "object_ids": [0],
@@ -39,7 +40,7 @@ def _refer(scene, oid, name, desc, ann="0"):
 
 
 SCANREFER_TRAIN = [
-    _refer("scene0000_00", 0, "chair", "this is a chair. it is near the table."),
+    _refer("scene0000_00", 0, "chair", "this is a chair. It is near the TV."),
     _refer("scene0000_00", 1, "chair", "a brown chair."),
     _refer("scene0000_00", 2, "table", "the table in the middle."),
     _refer("scene0000_00", 3, "toaster_oven", "a toaster oven."),
@@ -49,7 +50,7 @@ SCANREFER_TRAIN = [
 ]
 SCANREFER_VAL = [
     _refer("scene0000_00", 0, "chair", "this is a chair.", "0"),
-    _refer("scene0000_00", 0, "chair", "a grey chair by the table.", "1"),
+    _refer("scene0000_00", 0, "chair", "a grey chair by the TV.", "1"),
     _refer("scene0000_00", 2, "table", "it is a table.", "0"),
 ]
 MULTI_VAL = [
@@ -103,10 +104,13 @@ def test_all_benchmarks_convert_with_exact_prompts(bench):
         "<image> I just sat down." + tail, "<image> I rest on a seat." + tail, "<image> I am sitting on the chair." + tail]
     assert rows["sqa3d/train/7/0"].question_type == "which" and rows["sqa3d/train/7/0"].answers == ["right"]
     assert rows["sqa3d/train/8/0"].question_type == "is" and rows["sqa3d/train/9/0"].question_type == "others"
+    # the original's prefix rule on the left-stripped question
+    assert [question_type(q) for q in ("  What is it?", "Isn't it red?", "However, where?", "CAN I sit?", "Why?")] \
+        == ["what", "is", "how", "can", "others"]
     # ScanRefer: capitalised description, "<ground>", object id
     first = rows["scanrefer/train/0"]
     assert first.conversations == [("human", "<image>Identify the object according to the following description.\n"
-                                    "This is a chair. it is near the table."), ("gpt", "<ground>")]
+                                    "This is a chair. it is near the tv."), ("gpt", "<ground>")]
     assert first.object_ids == [0] and first.answers == ["<ground>"]
     # Multi3DRefer: id lists, possibly empty, and the five types
     zt = rows["multi3drefer/val/0"]
@@ -132,6 +136,14 @@ def test_scanrefer_unique_multiple_per_scene_without_rewriting_input(bench):
     assert types == ["multiple", "multiple", "unique", "multiple", "multiple", "unique", "unique"]
 
 
+def test_refer_description_capitalized_like_python_str_capitalize(bench):
+    prep, sources, labels = bench
+    prep_qa(prep, QaSources(multi3drefer=sources.multi3drefer, scanrefer=sources.scanrefer), label_map=labels)
+    rows = _by_id(prep)
+    assert rows["scanrefer/val/1"].prompt.endswith("\nA grey chair by the tv.")
+    assert "\nA chair right of the other chair.\n" in rows["multi3drefer/val/1"].prompt
+
+
 def test_scan2cap_train_gt_boxes_and_val_grouping(bench):
     prep, sources, labels = bench
     prep_qa(prep, QaSources(scanrefer=sources.scanrefer), label_map=labels)
@@ -139,14 +151,14 @@ def test_scan2cap_train_gt_boxes_and_val_grouping(bench):
     train = rows["scan2cap/train/0"]
     assert train.conversations == [
         ("human", "<image> Given an object located at <coord> , describe the object in detail."),
-        ("gpt", "This is a chair. it is near the table.")]
+        ("gpt", "This is a chair. it is near the tv.")]  # str.capitalize, as the original
     np.testing.assert_array_equal(train.box_input, np.float32(box_of("scene0000_00", 0)))
-    grouped = rows["scan2cap/val/scene0000_00|0|chair"]
-    assert grouped.answers == ["this is a chair.", "a grey chair by the table."]
+    grouped = rows["scan2cap/val/0"]  # one row per object, id = its first description's index
+    assert grouped.answers == ["this is a chair.", "a grey chair by the TV."]
     # only one chair of scene0000 is annotated in the val file: unique over the split, whatever train holds
     assert grouped.conversations[1] == ("gpt", "This is a chair.") and grouped.question_type == "unique"
     np.testing.assert_array_equal(grouped.box_input, np.float32(box_of("scene0000_00", 0)))
-    assert rows["scan2cap/val/scene0000_00|2|table"].answers == ["it is a table."]
+    assert rows["scan2cap/val/2"].answers == ["it is a table."] and "scan2cap/val/1" not in rows
 
 
 def test_scan2cap_val_boxes_from_proposals_first_50_iou_half(bench, tmp_path):
@@ -162,8 +174,8 @@ def test_scan2cap_val_boxes_from_proposals_first_50_iou_half(bench, tmp_path):
     report = prep_qa(prep, QaSources(scanrefer=sources.scanrefer), label_map=labels,
                      proposals=tmp_path / "pred_box.json")
     rows = _by_id(prep)
-    np.testing.assert_array_equal(rows["scan2cap/val/scene0000_00|0|chair"].box_input, [0.5, 0, 0, 2, 2, 2])
-    assert rows["scan2cap/val/scene0000_00|2|table"].box_input is None
+    np.testing.assert_array_equal(rows["scan2cap/val/0"].box_input, [0.5, 0, 0, 2, 2, 2])
+    assert rows["scan2cap/val/2"].box_input is None
     assert report.unmatched["val"] == 1
     assert rows["scan2cap/train/0"].box_input is not None  # train keeps GT boxes
 
@@ -173,7 +185,7 @@ def test_shifted_proposal_below_half_iou_is_unmatched(bench, tmp_path):
     # a 2 m cube shifted by 1 m: IoU = 4 / 12 = 1/3 < 0.5
     write_json(tmp_path / "p.json", {"scannet/scene0000_00": [[1.0, 0.0, 0.0, 2.0, 2.0, 2.0]]})
     prep_qa(prep, QaSources(scanrefer=sources.scanrefer), label_map=labels, proposals=tmp_path / "p.json")
-    assert _by_id(prep)["scan2cap/val/scene0000_00|0|chair"].box_input is None
+    assert _by_id(prep)["scan2cap/val/0"].box_input is None
 
 
 def test_sqa3d_folder_holding_files_directly_and_absent_split_note(bench):

@@ -48,7 +48,9 @@ def masked(tmp_path):
     mask_dir = tmp_path / "mask"
     mask_dir.mkdir()
     # scene0000: rows 0, 1 fine, row 2 empty -> the list ends there (the original's behaviour)
-    scipy.sparse.save_npz(mask_dir / "scene0000_00.mask.npz", _masks([[0, 1, 2, 3], [10, 11], [], [5]], 40))
+    masks = _masks([[0, 1, 2, 3], [10, 11], [], [5]], 40).tolil()
+    masks[0, 20] = 0.5  # only values equal to 1 select a vertex
+    scipy.sparse.save_npz(mask_dir / "scene0000_00.mask.npz", masks.tocsr())
     # scene0001: 60 rows -> only the first 50 are read
     scipy.sparse.save_npz(mask_dir / "scene0001_00.mask.npz", _masks([[k % 40] for k in range(60)], 40))
     prep = tmp_path / "prep"

@@ -40,8 +40,16 @@ def nyu40_class(object_name: str, label_map: dict[str, int]) -> int:
     return nyu40 if nyu40 in KEPT_NYU40 else OTHER
 
 
-def unique_multiple(objects: list[tuple[str, int, str]], label_map: dict[str, int]) -> dict[tuple[str, int], str]:
-    """(scene_id, object_id, object_name) of a split's records -> "unique"/"multiple" per (scene_id, object_id)."""
-    classes = {(scene, oid): nyu40_class(name, label_map) for scene, oid, name in objects}
-    per_scene = Counter((scene, cls) for (scene, _), cls in classes.items())
-    return {key: "unique" if per_scene[(key[0], cls)] == 1 else "multiple" for key, cls in classes.items()}
+def unique_multiple(records: list[tuple[str, int, str]], label_map: dict[str, int]) -> list[str]:
+    """"unique"/"multiple" for each (scene_id, object_id, object_name) of a split's records, in order.
+
+    Each distinct (scene_id, object_id) is counted once, under the class of its first record's name; each record
+    is then labelled with the count of its own name's class in its scene (the original's two passes)."""
+    counted: set[tuple[str, int]] = set()
+    per_scene: Counter = Counter()
+    for scene, oid, name in records:
+        if (scene, oid) not in counted:
+            counted.add((scene, oid))
+            per_scene[(scene, nyu40_class(name, label_map))] += 1
+    return ["unique" if per_scene[(scene, nyu40_class(name, label_map))] == 1 else "multiple"
+            for scene, _, name in records]

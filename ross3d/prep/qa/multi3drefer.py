@@ -3,7 +3,7 @@ target object ids; question_type is the record's eval_type, one of the five type
 
 from __future__ import annotations
 
-from ross3d.prep.qa.native import capitalize_first, convert_records, get, get_list
+from ross3d.prep.qa.native import capitalize, convert_records, get, get_list
 from ross3d.prep.qa.prompts import GROUND_ANSWER, multi3drefer_prompt
 from ross3d.prep.qa.report import QaReport, RecordError
 from ross3d.prep.qa.scene_index import SceneIndex
@@ -29,7 +29,7 @@ def convert(records: list, split: str, source: str, scenes: SceneIndex, report: 
         for oid in object_ids:
             scenes.box(scene_id, oid)
         return [Sample(make_sample_id("multi3drefer", split, index), split, "multi3drefer", scene_id,
-                       [("human", multi3drefer_prompt(capitalize_first(description))), ("gpt", GROUND_ANSWER)],
+                       [("human", multi3drefer_prompt(capitalize(description))), ("gpt", GROUND_ANSWER)],
                        [GROUND_ANSWER], object_ids, None, eval_type)]
 
     return convert_records(records, source, report, None, make)

@@ -91,6 +91,6 @@ def convert_records(records: list, source: str, report: QaReport, id_field: str 
     return out
 
 
-def capitalize_first(text: str) -> str:
-    """The first character upper-cased, the rest untouched (the original's `Desc`)."""
-    return text[:1].upper() + text[1:]
+def capitalize(text: str) -> str:
+    """The original's `description.capitalize()`: first character upper-cased, the REST LOWER-CASED."""
+    return text.capitalize()

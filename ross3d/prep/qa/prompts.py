@@ -20,7 +20,7 @@ def scan2cap_prompt() -> str:
 
 
 def scanrefer_prompt(description: str) -> str:
-    """`description` is already capitalised (the original's `Desc`)."""
+    """`description` is already capitalised (native.capitalize, the original's `Desc`)."""
     return REFER_INSTRUCTION + description
 
 

@@ -51,16 +51,17 @@ def read_proposals_json(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def mask_boxes(masks, aligned_vertices: np.ndarray, source: str | Path) -> np.ndarray:
-    """AABBs of the first 50 mask rows. An empty row ends the list there, as the original's per-scene
-    exception handling truncated it (logged)."""
+    """AABBs of the first 50 mask rows over the vertices whose mask value is exactly 1 (the original's
+    `mask == 1`). An empty row ends the list there, as the original's per-scene exception handling truncated it
+    (logged)."""
     masks = masks.tocsr()[:MAX_PROPOSALS]
     if masks.shape[1] != len(aligned_vertices):
         raise InputError(source, f"mask has {masks.shape[1]} columns but the mesh has {len(aligned_vertices)} "
                                  "vertices")
-    masks.eliminate_zeros()
     boxes = []
     for row in range(masks.shape[0]):
-        vertex_ids = masks.indices[masks.indptr[row]:masks.indptr[row + 1]]
+        span = slice(masks.indptr[row], masks.indptr[row + 1])
+        vertex_ids = masks.indices[span][masks.data[span] == 1]
         if len(vertex_ids) == 0:
             log.warning("%s: proposal %d is empty; keeping the %d proposals before it", source, row, row)
             break

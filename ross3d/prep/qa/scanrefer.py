@@ -2,7 +2,7 @@
 
 ScanRefer: one grounding row per description, question_type unique/multiple (labels.py), the input file is
 never rewritten. Scan2Cap train: one row per description, box_input = the GT box. Scan2Cap val: one row per
-(scene, object_id, object_name) with all its descriptions as answers; box_input = the best proposal (IoU >= 0.5
+(scene, object_id, object_name), id = its first record's index, with all its descriptions as answers; box_input = the best proposal (IoU >= 0.5
 among the first 50) when proposals are given, null when none qualifies, else the GT box."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ross3d.prep.qa.labels import unique_multiple
-from ross3d.prep.qa.native import capitalize_first, convert_records, get, get_int
+from ross3d.prep.qa.native import capitalize, convert_records, get, get_int
 from ross3d.prep.qa.proposals import match_proposal
 from ross3d.prep.qa.prompts import GROUND_ANSWER, scan2cap_prompt, scanrefer_prompt
 from ross3d.prep.qa.report import QaReport, RecordError
@@ -42,28 +42,28 @@ class ReferRecord:
 def parse(records: list, source: str, scenes: SceneIndex, label_map: dict[str, int],
           report: QaReport) -> list[ReferRecord]:
     """Valid records with their GT box and unique/multiple type; bad ones are counted in the report."""
-    annotated = []
-    for record in records:
+    keys, indices = [], []
+    for index, record in enumerate(records):
         try:
-            annotated.append((get(record, "scene_id", str), get_int(record, "object_id"),
-                              get(record, "object_name", str)))
+            keys.append((get(record, "scene_id", str), get_int(record, "object_id"), get(record, "object_name", str)))
+            indices.append(index)
         except RecordError:  # counted below, when the record is converted
             continue
-    eval_types = unique_multiple(annotated, label_map)
+    eval_type_of = dict(zip(indices, unique_multiple(keys, label_map)))
 
     def make(index: int, record: object) -> list:
         scene_id, object_id = get(record, "scene_id", str), get_int(record, "object_id")
         name, description = get(record, "object_name", str), get(record, "description", str)
         scenes.require_scene(scene_id)
         box = scenes.box(scene_id, object_id)
-        return [ReferRecord(index, scene_id, object_id, name, description, box, eval_types[(scene_id, object_id)])]
+        return [ReferRecord(index, scene_id, object_id, name, description, box, eval_type_of[index])]
 
     return convert_records(records, source, report, None, make)
 
 
 def scanrefer_samples(refs: list[ReferRecord], split: str) -> list[Sample]:
     return [Sample(make_sample_id("scanrefer", split, r.index), split, "scanrefer", r.scene_id,
-                   [("human", scanrefer_prompt(capitalize_first(r.description))), ("gpt", GROUND_ANSWER)],
+                   [("human", scanrefer_prompt(capitalize(r.description))), ("gpt", GROUND_ANSWER)],
                    [GROUND_ANSWER], [r.object_id], None, r.eval_type) for r in refs]
 
 
@@ -76,8 +76,8 @@ def scan2cap_samples(refs: list[ReferRecord], split: str, proposals: dict[str, n
     prompt = scan2cap_prompt()
     if split == "train":
         return [Sample(make_sample_id("scan2cap", split, r.index), split, "scan2cap", r.scene_id,
-                       [("human", prompt), ("gpt", capitalize_first(r.description))],
-                       [capitalize_first(r.description)], [r.object_id], _box_list(r.box), r.eval_type)
+                       [("human", prompt), ("gpt", capitalize(r.description))],
+                       [capitalize(r.description)], [r.object_id], _box_list(r.box), r.eval_type)
                 for r in refs]
     groups: dict[tuple[str, int, str], list[ReferRecord]] = {}
     for r in refs:
@@ -90,7 +90,7 @@ def scan2cap_samples(refs: list[ReferRecord], split: str, proposals: dict[str, n
         else:
             box = match_proposal(first.box, proposals.get(scene_id))
             report.unmatched[split] += box is None
-        out.append(Sample(make_sample_id("scan2cap", split, f"{scene_id}|{object_id}|{name}"), split, "scan2cap",
-                          scene_id, [("human", prompt), ("gpt", capitalize_first(first.description))],
+        out.append(Sample(make_sample_id("scan2cap", split, first.index), split, "scan2cap",
+                          scene_id, [("human", prompt), ("gpt", capitalize(first.description))],
                           [r.description for r in group], [object_id], _box_list(box), first.eval_type))
     return out
