@@ -123,3 +123,19 @@ def test_cli_missing_prep_dir_is_one_line_error(tmp_path, bad):
     _, sources, _ = bad
     result = CliRunner().invoke(app, ["prep", "qa", str(tmp_path / "nope"), "--scanqa", str(sources.scanqa)])
     assert result.exit_code == 1 and "run `ross3d prep scannet` first" in result.output
+
+
+def test_scene_status_from_scenes_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    prep = tmp_path / "prep"
+    write_objects(prep)  # objects of scene0000_00 and scene0001_00
+    pq.write_table(pa.table({"scene_id": ["scene0000_00", "scene0001_00", "scene0002_00"],
+                             "status": ["ok", "failed", "ok"]}), prep / "scenes.parquet")
+    records = [{**GOOD, "question_id": f"q{k}", "scene_id": f"scene000{k}_00"} for k in range(3)]
+    write_json(tmp_path / "qa" / "ScanQA_v1.0_val.json", records)
+    report = prep_qa(prep, QaSources(scanqa=tmp_path / "qa"), keep_going=True)
+    assert {k[1]: p.first_ids for k, p in report.problems.items()} == {"scene failed in prep scannet": ["q1"]}
+    # scene0002_00 has no objects but prepared fine: its question is kept
+    assert [s.scene_id for s in read_samples(prep / "samples.parquet")] == ["scene0000_00", "scene0002_00"]

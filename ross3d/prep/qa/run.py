@@ -4,7 +4,7 @@ row counts, skipped split files and bad records. Nothing is written when a recor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +36,15 @@ class QaSources:
     multi3drefer: Path | None = None
 
 
-def _split_files(root: Path, benchmark: str, splits: Iterable[str], names, subdirs: Iterable[str],
-                 report: QaReport) -> dict[str, tuple[Path, ...]]:
+def _split_files(root: Path, benchmark: str, splits: Iterable[str], names: Callable[[str], str | tuple[str, ...]],
+                 subdirs: Iterable[str], report: QaReport) -> dict[str, tuple[Path, ...]]:
     """split -> its file(s); an absent split is a note, a folder with no split at all an error."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, f"{benchmark} folder not found")
+    wanted_of = {split: (names(split),) if isinstance(names(split), str) else names(split) for split in splits}
     found = {}
-    for split in splits:
-        wanted = names(split)
-        wanted = (wanted,) if isinstance(wanted, str) else wanted
+    for split, wanted in wanted_of.items():
         paths = tuple(find_file(root, name, subdirs) for name in wanted)
         if all(p is not None for p in paths):
             found[split] = paths
@@ -54,7 +53,7 @@ def _split_files(root: Path, benchmark: str, splits: Iterable[str], names, subdi
             log.debug(note)
             report.notes.append(note)
     if not found:
-        expected = ", ".join(n for s in splits for n in ((names(s),) if isinstance(names(s), str) else names(s)))
+        expected = ", ".join(name for wanted in wanted_of.values() for name in wanted)
         raise InputError(root, f"no {benchmark} files (expected {expected})")
     return found
 

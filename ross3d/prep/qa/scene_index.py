@@ -21,8 +21,11 @@ class SceneIndex:
 
     scenes: set[str]
     boxes: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
 
     def require_scene(self, scene_id: str) -> None:
+        if scene_id in self.failed:
+            raise RecordError("scene failed in prep scannet")
         if scene_id not in self.scenes:
             raise RecordError("unknown scene")
 
@@ -35,19 +38,21 @@ class SceneIndex:
             raise RecordError("object has no vertices (NaN box)")
         return box
 
-    def scene_boxes(self, scene_id: str) -> dict[int, np.ndarray]:
-        return {oid: b for (sid, oid), b in self.boxes.items() if sid == scene_id}
-
 
 def load_scene_index(prep_dir: str | Path) -> SceneIndex:
-    """Scenes and objects of PREP_DIR; at least one of scenes.parquet / objects.parquet must exist."""
+    """Scenes and objects of PREP_DIR; at least one of scenes.parquet / objects.parquet must exist. Scenes whose
+    scenes.parquet status is "failed" are kept apart: their samples are bad records."""
     prep_dir = Path(prep_dir)
     scenes_path, objects_path = prep_dir / "scenes.parquet", prep_dir / "objects.parquet"
     if not scenes_path.is_file() and not objects_path.is_file():
         raise InputError(prep_dir, "no scenes.parquet or objects.parquet (run `ross3d prep scannet` first)")
     scenes: set[str] = set()
+    failed: set[str] = set()
     if scenes_path.is_file():
-        scenes.update(pq.read_table(scenes_path, columns=["scene_id"]).column("scene_id").to_pylist())
+        table = pq.read_table(scenes_path)
+        status = table.column("status").to_pylist() if "status" in table.column_names else None
+        for k, sid in enumerate(table.column("scene_id").to_pylist()):
+            (failed if status is not None and status[k] == "failed" else scenes).add(sid)
     boxes: dict[tuple[str, int], np.ndarray] = {}
     if objects_path.is_file():
         table = pq.read_table(objects_path)
@@ -60,5 +65,6 @@ def load_scene_index(prep_dir: str | Path) -> SceneIndex:
             if box is None or len(box) != 6:
                 raise InputError(objects_path, f"box of {sid}/{oid} is not 6 numbers")
             boxes[(sid, int(oid))] = np.asarray(box, dtype=np.float32)
-            scenes.add(sid)
-    return SceneIndex(scenes, boxes)
+            if sid not in failed:
+                scenes.add(sid)
+    return SceneIndex(scenes, boxes, failed)
