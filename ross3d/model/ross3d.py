@@ -1,0 +1,198 @@
+"""The Ross3D model: Qwen2 (transformers) over cached SigLIP features with 3D position encoding, view masking,
+the DiT reconstruction heads and the InfoNCE grounding head.
+
+Batch dict (B samples, right-padded text; V = config.n_frames, P = patch_grid^2, g = pool_grid):
+- `input_ids` (B, L) long with exactly one `config.image_token_id` per sample; `attention_mask` (B, L);
+  `labels` (B, L) long, -100 = unsupervised (needed by `forward`).
+- `vision` (B, V, P, C_v) cached SigLIP layer-26 features; `voxels` (B, V, g, g, 3) int16 voxel indices.
+- `view_mean`, `view_logvar` (B, V, C, patch_grid, patch_grid); `bev_mean`, `bev_logvar` (B, C, 2*bev_grid,
+  2*bev_grid); `bev_valid` (B, bev_grid, bev_grid) bool.
+- optional `grounding` (B,) bool (default all False); for grounding samples `object_boxes` (B, N, 6) metres,
+  `object_membership` (B, N, V, patch_grid, patch_grid) bool, `object_valid` (B, N) bool, `object_positive` (B, N)
+  bool (none positive -> the zero target).
+- optional Scan2Cap `box_center` (B, 3) metres and `has_box` (B,) bool: the `<coord>` tokens get its PE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ross3d.errors import InputError
+from ross3d.model.config import Ross3DConfig
+from ross3d.model.denoiser import Denoiser
+from ross3d.model.diffusion import GaussianDiffusion
+from ross3d.model.grounding import GroundingHead, object_features
+from ross3d.model.inputs import LLMInputs, splice, visual_tokens
+from ross3d.model.lm_loss import lm_losses
+from ross3d.model.masking import draw_view_mask, masking_samples
+from ross3d.model.position import discretize
+from ross3d.model.projector import Projector, strip_row_newlines
+from ross3d.model.reconstruction import bev_loss, sample_latents, view_loss
+
+
+def qwen2_config(config: Ross3DConfig):
+    """The transformers Qwen2Config of the language model."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                       intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
+                       num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
+                       rope_theta=config.rope_theta, rms_norm_eps=config.rms_norm_eps,
+                       max_position_embeddings=config.max_position_embeddings,
+                       tie_word_embeddings=config.tie_word_embeddings)
+
+
+class Ross3D(nn.Module):
+    """LLM + projector + learned `image_newline`/`mask_token` + denoiser + grounding head."""
+
+    def __init__(self, config: Ross3DConfig, llm: nn.Module | None = None):
+        super().__init__()
+        from transformers import Qwen2ForCausalLM
+
+        self.config = config.validate()
+        self.llm = llm if llm is not None else Qwen2ForCausalLM(qwen2_config(config))
+        d = config.hidden_size
+        self.projector = Projector(config.vision_dim, d)
+        self.image_newline = nn.Parameter(torch.randn(d) / math.sqrt(d))
+        self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (model-reference 11.1)
+        self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
+                                 config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
+        self.ground_head = GroundingHead(d, config.ground_temperature)
+        self.diffusion = GaussianDiffusion(config.diffusion_steps)
+
+    # ---------------------------------------------------------------- LMM
+    def encode(self, batch: dict, view_mask: torch.Tensor) -> tuple[LLMInputs, torch.Tensor, torch.Tensor]:
+        """Run projector, visual layout and the LLM: -> (inputs, patch features (B,V,P,D), hidden (B,L',D))."""
+        dtype = self.projector.linear_1.weight.dtype
+        patch = self.projector(batch["vision"].to(dtype))
+        visual = visual_tokens(self.config, patch, batch["voxels"], view_mask, self.mask_token, self.image_newline)
+        inputs = splice(self.config, self.llm.get_input_embeddings(), batch, visual)
+        out = self.llm.model(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, use_cache=False)
+        return inputs, patch, out.last_hidden_state
+
+    def frame_states(self, hidden: torch.Tensor, visual_start: torch.Tensor) -> torch.Tensor:
+        """Hidden states of the visual tokens without newlines: (B, V, g*g, D)."""
+        n = self.config.visual_len
+        return torch.stack([strip_row_newlines(hidden[b, int(s):int(s) + n], self.config.n_frames, self.config.pool_grid)
+                            for b, s in enumerate(visual_start)])
+
+    def conditions(self, frames: torch.Tensor, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pooled denoiser conditions from the unmasked frames: {"view": (B, Q_v, d), "bev": (B, Q_b, d)}."""
+        b, v, t, d = frames.shape
+        keys = (~view_mask)[:, :, None].expand(b, v, t).reshape(b, v * t)
+        states = frames.reshape(b, v * t, d)
+        return {kind: self.denoiser.condition(states, keys, kind) for kind in ("view", "bev")}
+
+    # ---------------------------------------------------------------- training
+    def forward(self, batch: dict, global_step: int = 0, generator: torch.Generator | None = None) -> dict:
+        """Training losses: {loss, lm_loss, vm_loss, bev_loss, ground_loss} (0-dim tensors).
+
+        Each sample contributes lm + vm + bev (text samples) or InfoNCE (grounding samples); every component is
+        summed over samples and divided by B, so loss = lm_loss + vm_loss + bev_loss + ground_loss.
+        """
+        ids = batch["input_ids"]
+        bsz = ids.shape[0]
+        ground = batch.get("grounding", torch.zeros(bsz, dtype=torch.bool, device=ids.device)).bool()
+        masking = masking_samples(self.config, ~ground, global_step, generator) if self.training else ground & False
+        view_mask = draw_view_mask(self.config, masking, generator)
+        inputs, patch, hidden = self.encode(batch, view_mask)
+        text = (~ground).float()
+        lm = lm_losses(hidden, inputs.labels, self.llm.get_output_embeddings(), self.config.lm_labelled_only) * text
+        cond = self.conditions(self.frame_states(hidden, inputs.visual_start), view_mask)
+        vm = view_loss(self.config, self.denoiser, self.diffusion, cond["view"], view_mask,
+                       batch["view_mean"], batch["view_logvar"], generator)
+        bev = bev_loss(self.config, self.denoiser, self.diffusion, cond["bev"], batch["bev_mean"],
+                       batch["bev_logvar"], batch["bev_valid"], generator) * text
+        gl = self._ground_losses(batch, inputs, patch, hidden, ground)
+        parts = {"lm_loss": lm.sum() / bsz, "vm_loss": vm.sum() / bsz, "bev_loss": bev.sum() / bsz,
+                 "ground_loss": gl.sum() / bsz}
+        return {"loss": sum(parts.values()), **parts}
+
+    # ---------------------------------------------------------------- grounding
+    def _query_states(self, inputs: LLMInputs, hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """Hidden state at the last `<ground>` token of each listed sample: (len(rows), D)."""
+        out = []
+        for b in rows:
+            hits = (inputs.input_ids[b] == self.config.ground_token_id).nonzero().flatten()
+            if not len(hits):
+                raise InputError("batch['input_ids']", f"grounding sample {b} has no <ground> token "
+                                 f"(id {self.config.ground_token_id})")
+            out.append(hidden[b, int(hits[-1])])
+        return torch.stack(out) if out else hidden.new_zeros(0, hidden.shape[-1])
+
+    def _object_scores(self, batch: dict, patch: torch.Tensor, query: torch.Tensor, b: int) -> torch.Tensor:
+        """Scores (N_b + 1,) of sample b's valid objects plus the zero target."""
+        valid = batch["object_valid"][b].bool()
+        centres = discretize(batch["object_boxes"][b][valid, :3], self.config.voxel_size, self.config.xyz_min,
+                             self.config.xyz_max)
+        member = batch["object_membership"][b][valid].flatten(2)  # (N, V, P)
+        feats = object_features(patch[b], member, centres)
+        return self.ground_head.scores(query, feats)
+
+    def _ground_losses(self, batch: dict, inputs: LLMInputs, patch: torch.Tensor, hidden: torch.Tensor,
+                       ground: torch.Tensor) -> torch.Tensor:
+        """Per-sample InfoNCE (B,); the heads run on a zero-weighted dummy when no sample grounds (lockstep)."""
+        rows = ground.nonzero().flatten().tolist()
+        losses = torch.zeros(ground.shape[0], device=hidden.device)
+        if not rows:
+            d = hidden.shape[-1]
+            dummy = self.ground_head.scores(hidden[0, 0], patch.new_zeros(1, d))
+            return losses + 0.0 * dummy.sum()
+        queries = self._query_states(inputs, hidden, rows)
+        for q, b in zip(queries, rows):
+            scores = self._object_scores(batch, patch, q, b)
+            positive = batch["object_positive"][b][batch["object_valid"][b].bool()].bool()
+            losses = losses.index_put((torch.tensor([b], device=losses.device),), self.ground_head.loss(scores, positive)[None])
+        return losses
+
+    @torch.no_grad()
+    def ground_scores(self, batch: dict) -> list[torch.Tensor]:
+        """Teacher-forced grounding: per sample, fp32 scores (N_b + 1,) over its valid proposals + zero target."""
+        bsz = batch["input_ids"].shape[0]
+        view_mask = torch.zeros(bsz, self.config.n_frames, dtype=torch.bool, device=batch["input_ids"].device)
+        inputs, patch, hidden = self.encode(batch, view_mask)
+        queries = self._query_states(inputs, hidden, list(range(bsz)))
+        return [self._object_scores(batch, patch, queries[b], b) for b in range(bsz)]
+
+    # ---------------------------------------------------------------- generation and visualisation
+    @torch.no_grad()
+    def generate(self, batch: dict, max_new_tokens: int = 32, eos_token_id: int | list[int] | None = None,
+                 pad_token_id: int = 0) -> list[list[int]]:
+        """Greedy decoding with a KV cache; returns the new token ids of each sample (up to and without eos)."""
+        bsz = batch["input_ids"].shape[0]
+        view_mask = torch.zeros(bsz, self.config.n_frames, dtype=torch.bool, device=batch["input_ids"].device)
+        dtype = self.projector.linear_1.weight.dtype
+        patch = self.projector(batch["vision"].to(dtype))
+        visual = visual_tokens(self.config, patch, batch["voxels"], view_mask, self.mask_token, self.image_newline)
+        inputs = splice(self.config, self.llm.get_input_embeddings(), batch, visual)
+        embeds, mask = _left_pad(inputs.embeds, inputs.attention_mask)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                do_sample=False, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+        stops = set([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or [])
+        result = []
+        for row in out.tolist():
+            cut = next((i for i, tok in enumerate(row) if tok in stops), len(row))
+            result.append(row[:cut])
+        return result
+
+    @torch.no_grad()
+    def reconstruction_conditions(self, batch: dict, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the LMM with the given (B, V) bool view mask; return the pooled denoiser conditions (see `conditions`)."""
+        inputs, _, hidden = self.encode(batch, view_mask.bool())
+        return self.conditions(self.frame_states(hidden, inputs.visual_start), view_mask.bool())
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, kind: str = "view", steps: int = 50, sampler: str = "ddim",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoiser sampling: cond (N, Q, d) -> scaled latents (N, 4C, g, g); decode with reconstruction.decode_latents."""
+        return sample_latents(self.config, self.denoiser, self.diffusion, cond, kind, steps, sampler, generator)
+
+
+def _left_pad(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move right padding to the left (generation appends at the end of every row)."""
+    shifts = (mask == 0).sum(1)
+    idx = (torch.arange(mask.shape[1], device=mask.device)[None] - shifts[:, None]) % mask.shape[1]
+    return embeds.gather(1, idx[..., None].expand_as(embeds)), mask.gather(1, idx)

@@ -1,0 +1,47 @@
+"""The added vocabulary: `<ground>` and `<coord>` as special tokens whose new embedding rows (input and output)
+start at the mean of the existing rows, also when the weights are ZeRO-3-partitioned.
+
+Decision (model-reference.md 11.13 and 7.3): the original shrank the checkpoint's padded 152,064-row matrix to
+len(tokenizer) and reused padded rows, with a mean-init that was a no-op under ZeRO-3. Here the matrix only grows
+(never shrinks): new ids past the matrix extend it; new ids inside it (padded rows) are overwritten. The mean is
+over the rows of the tokens that existed before (ids < len(tokenizer) before adding), and it is computed on the
+gathered weights under `deepspeed.zero.GatheredParameters` when the parameters are partitioned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+GROUND_TOKEN = "<ground>"
+COORD_TOKEN = "<coord>"
+ADDED_TOKENS = (GROUND_TOKEN, COORD_TOKEN)
+
+
+def _gathered(params: list[torch.nn.Parameter]):
+    """Gather ZeRO-3-partitioned parameters for modification (rank 0 writes); a no-op context otherwise."""
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+    return contextlib.nullcontext()
+
+
+def add_tokens(tokenizer, llm) -> dict[str, int]:
+    """Add the Ross3D tokens to `tokenizer` and to `llm` (a transformers causal LM); returns {token: id}."""
+    n_before = len(tokenizer)
+    tokenizer.add_tokens(list(ADDED_TOKENS), special_tokens=True)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in ADDED_TOKENS}
+    if len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    new = [i for i in ids.values() if i >= n_before]
+    mats = [llm.get_input_embeddings().weight]
+    out = llm.get_output_embeddings()
+    if out is not None and out.weight is not mats[0]:
+        mats.append(out.weight)
+    with _gathered(mats), torch.no_grad():
+        for w in mats:
+            if new and w.numel():
+                w[new] = w[:n_before].float().mean(0).to(w.dtype)
+    return ids
