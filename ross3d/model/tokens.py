@@ -5,7 +5,8 @@ Decision (model-reference.md 11.13 and 7.3): the original shrank the checkpoint'
 len(tokenizer) and reused padded rows, with a mean-init that was a no-op under ZeRO-3. Here the matrix only grows
 (never shrinks): new ids past the matrix extend it; new ids inside it (padded rows) are overwritten. The mean is
 over the rows of the tokens that existed before (ids < len(tokenizer) before adding), and it is computed on the
-gathered weights under `deepspeed.zero.GatheredParameters` when the parameters are partitioned.
+gathered weights under `deepspeed.zero.GatheredParameters` when the parameters are partitioned. Growing a
+partitioned matrix is refused (Qwen2's 152,064 rows already hold the new ids; otherwise add the tokens first).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
+
+from ross3d.errors import ConfigError
 
 GROUND_TOKEN = "<ground>"
 COORD_TOKEN = "<coord>"
@@ -28,12 +31,21 @@ def _gathered(params: list[torch.nn.Parameter]):
     return contextlib.nullcontext()
 
 
+def _rows(weight: torch.nn.Parameter) -> int:
+    """Rows of an embedding matrix, also when ZeRO-3 has partitioned it (then `.shape` is empty)."""
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
+
+
 def add_tokens(tokenizer, llm) -> dict[str, int]:
     """Add the Ross3D tokens to `tokenizer` and to `llm` (a transformers causal LM); returns {token: id}."""
     n_before = len(tokenizer)
     tokenizer.add_tokens(list(ADDED_TOKENS), special_tokens=True)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in ADDED_TOKENS}
-    if len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
+    weight = llm.get_input_embeddings().weight
+    if len(tokenizer) > _rows(weight):
+        if hasattr(weight, "ds_id"):
+            raise ConfigError(f"added tokens: {len(tokenizer)} ids do not fit the {_rows(weight)}-row ZeRO-3-partitioned "
+                              "embedding; add the tokens before partitioning")
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     new = [i for i in ids.values() if i >= n_before]
     mats = [llm.get_input_embeddings().weight]

@@ -1,0 +1,189 @@
+"""Model components against independent closed forms: 3D PE, pooling, newline layout, 2x2 grouping, cosine
+schedule, q_sample, masking schedules, labelled-only LM loss, InfoNCE."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ross3d.errors import ConfigError
+from ross3d.model.config import PRESETS, preset
+from ross3d.model.diffusion import GaussianDiffusion, cosine_betas
+from ross3d.model.grounding import GroundingHead, object_features
+from ross3d.model.latents import channel_to_space, latent_targets, space_to_channel
+from ross3d.model.lm_loss import lm_losses
+from ross3d.model.masking import draw_view_mask, masking_samples
+from ross3d.model.position import discretize, sincos_3d
+from ross3d.model.projector import add_row_newlines, pool_tokens, strip_row_newlines
+
+
+def test_sincos_3d_matches_numpy_formula():
+    dim = 3584
+    vox = np.array([[0, 0, 0], [300, 17, 100], [151, 299, 3]])
+    got = sincos_3d(torch.from_numpy(vox), dim).numpy()
+    feats = dim // 3
+    want = np.zeros((3, dim))
+    for n, p in enumerate(vox):
+        for axis in range(3):
+            for i in range(feats):
+                freq = 10000.0 ** (2 * (i // 2) / feats)
+                val = p[axis] / freq
+                want[n, axis * feats + i] = math.sin(val) if i % 2 == 0 else math.cos(val)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert (got[:, 3582:] == 0).all()
+    assert sincos_3d(torch.from_numpy(vox), 96, torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_discretize_clamps_and_rounds():
+    xyz = torch.tensor([[-20.0, 0.04, 5.5], [14.96, -14.94, -4.96]])
+    got = discretize(xyz, 0.1, (-15, -15, -5), (15, 15, 5))
+    assert got.tolist() == [[0, 150, 100], [300, 1, 0]]
+
+
+def test_bilinear_pooling_samples_half_pixel_centres():
+    grid = torch.arange(27 * 27, dtype=torch.float64).reshape(1, 27 * 27, 1)  # value = 27*y + x
+    out = pool_tokens(grid, 27, 14).reshape(14, 14)
+    src = [min(max((i + 0.5) * 27 / 14 - 0.5, 0), 26) for i in range(14)]
+    want = torch.tensor([[27 * y + x for x in src] for y in src], dtype=torch.float64)
+    torch.testing.assert_close(out, want)
+
+
+def test_row_newlines_layout_and_inverse():
+    g, v, d = 3, 2, 4
+    tokens = torch.randn(v, g * g, d)
+    nl = torch.full((d,), 7.0)
+    seq = add_row_newlines(tokens, nl, g)
+    assert seq.shape == (v * g * (g + 1), d)
+    newline_ids = [g + (g + 1) * i for i in range(v * g)]
+    assert (seq[newline_ids] == 7).all()
+    torch.testing.assert_close(seq[g + 1], tokens[0, g])  # frame 0 row 1 starts after row 0 and its newline
+    torch.testing.assert_close(strip_row_newlines(seq, v, g), tokens)
+
+
+def test_space_to_channel_order_is_c_p1_p2():
+    z = torch.randn(2, 3, 6, 8)
+    x = space_to_channel(z)
+    assert x.shape == (2, 12, 3, 4)
+    for c in range(3):
+        for p1 in range(2):
+            for p2 in range(2):
+                torch.testing.assert_close(x[:, c * 4 + p1 * 2 + p2], z[:, c, p1::2, p2::2])
+    torch.testing.assert_close(channel_to_space(x), z)
+
+
+def test_view_targets_resize_27_to_28_after_sampling():
+    mean, logvar = torch.randn(2, 16, 27, 27), torch.full((2, 16, 27, 27), -60.0)  # clamped to -30: ~deterministic
+    x = latent_targets(mean, logvar, 14, 0.1159, 0.3611)
+    assert x.shape == (2, 64, 14, 14)
+    want = space_to_channel(F.interpolate((mean - 0.1159) * 0.3611, size=(28, 28), mode="bilinear"))
+    torch.testing.assert_close(x, want, atol=1e-5, rtol=0)
+
+
+def test_cosine_schedule_closed_form_and_diffusers_match():
+    from diffusers import DDPMScheduler
+
+    betas = cosine_betas(1000)
+    abar = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert betas[0].item() == pytest.approx(1 - abar(0.001) / abar(0.0), rel=1e-12)
+    assert betas[500].item() == pytest.approx(1 - abar(0.501) / abar(0.5), rel=1e-12)
+    assert betas[-1].item() == 0.999  # the clip
+    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").betas
+    torch.testing.assert_close(ref.double(), betas, atol=1e-6, rtol=1e-5)
+    diff = GaussianDiffusion(1000)
+    x0, noise, t = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 499, 999])
+    ab = torch.cumprod(1 - betas, 0)[t].float()[:, None]
+    torch.testing.assert_close(diff.q_sample(x0, t, noise), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler):
+    diff = GaussianDiffusion(1000)
+    target = torch.randn(2, 4)
+    abar = diff.alphas_cumprod.float()
+
+    def oracle(x, t):  # the true eps for a point mass at `target`
+        a = abar[t][:, None]
+        return (x - a.sqrt() * target) / (1 - a).sqrt()
+
+    out = diff.sample(oracle, (2, 4), steps=20, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, target, atol=2e-2, rtol=0)
+
+
+def test_masking_step_schedule_counts():
+    cfg = preset("7b")
+    eligible = torch.tensor([True, True, False])
+    for step in range(8):
+        on = masking_samples(cfg, eligible, step)
+        assert on.tolist() == ([True, True, False] if step % 4 == 0 else [False] * 3)
+    mask = draw_view_mask(cfg, torch.tensor([True, True, False]), torch.Generator().manual_seed(0))
+    assert mask.sum(1).tolist() == [8, 8, 0]
+    assert not torch.equal(mask[0], mask[1])
+
+
+def test_masking_sample_schedule_is_bernoulli():
+    cfg = preset("tiny", mask_schedule="sample")
+    gen = torch.Generator().manual_seed(0)
+    on = masking_samples(cfg, torch.ones(4000, dtype=torch.bool), 1, gen)
+    assert abs(on.float().mean().item() - 0.25) < 0.03
+    mask = draw_view_mask(cfg, on, gen)
+    assert set(mask.sum(1).tolist()) == {0, cfg.n_masked} and cfg.n_masked == 2
+
+
+def test_config_validation_and_presets():
+    assert PRESETS["7b"].visual_len == 6720 and PRESETS["7b"].n_masked == 8
+    with pytest.raises(ConfigError, match="mask_schedule"):
+        preset("tiny", mask_schedule="often")
+    with pytest.raises(ConfigError, match="preset"):
+        preset("huge")
+
+
+def test_labelled_only_lm_loss_equals_full_cross_entropy():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden = torch.randn(3, 10, 8)
+    labels = torch.randint(0, 50, (3, 10))
+    labels[0, :6] = -100
+    labels[1, ::2] = -100
+    labels[2] = -100
+    got = lm_losses(hidden, labels, head)
+    for b in range(2):
+        want = F.cross_entropy(head(hidden[b, :-1]), labels[b, 1:], ignore_index=-100)
+        torch.testing.assert_close(got[b], want)
+    assert got[2] == 0
+    torch.testing.assert_close(lm_losses(hidden, labels, head, labelled_only=False), got)
+
+
+def test_infonce_on_a_hand_computed_example():
+    head = GroundingHead(4, temperature=0.5)
+    for mlp in (head.obj, head.query):  # identity-like projections: Linear=I, ReLU, LayerNorm(affine 1/0), Linear=I
+        for layer in (mlp[0], mlp[3]):
+            layer.weight.data.copy_(torch.eye(4))
+            layer.bias.data.zero_()
+    head.zero_target.data.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0]))
+    scores = torch.tensor([0.5, -0.2, 0.1])
+    loss = head.loss(scores, torch.tensor([True, True]))
+    e = [math.exp(s / 0.5) for s in (0.5, -0.2, 0.1)]
+    assert loss.item() == pytest.approx(-math.log((e[0] + e[1]) / sum(e)), rel=1e-6)
+    none = head.loss(scores, torch.tensor([False, False]))
+    assert none.item() == pytest.approx(-math.log(e[2] / sum(e)), rel=1e-6)
+    q = torch.tensor([1.0, 2.0, 0.0, 0.0])
+    objs = torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 3.0, 1.0]])
+    got = head.scores(q, objs)
+    ln = lambda x: F.layer_norm(torch.relu(x), (4,))  # noqa: E731
+    cand = torch.cat([objs, head.zero_target.data[None]])
+    want = F.cosine_similarity(ln(cand), ln(q)[None], dim=-1)
+    torch.testing.assert_close(got, want)
+
+
+def test_object_features_mean_member_patches_plus_centre_pe():
+    feats = torch.randn(2, 4, 6)  # V=2, P=4, D=6
+    member = torch.zeros(2, 2, 4, dtype=torch.bool)
+    member[0, 0, 1] = member[0, 1, 3] = True
+    centres = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    got = object_features(feats, member, centres)
+    torch.testing.assert_close(got[0], (feats[0, 1] + feats[1, 3]) / 2 + sincos_3d(centres[0], 6))
+    torch.testing.assert_close(got[1], sincos_3d(centres[1], 6))  # no member patch: zero + PE
