@@ -1,0 +1,387 @@
+"""Saving and loading Ross3D weights: our safetensors + config format, transformers LLaVA-OneVision directories,
+the original LLaVA-NeXT-format checkpoints (key map below), and the 2D Ross `mm_inv_projector.bin` denoiser init.
+
+Our format: DIR/config.json (`{"model_type": "ross3d", "ross3d": Ross3DConfig fields}`) and DIR/model.safetensors.
+Loading builds the language model on the meta device and assigns the stored tensors, so a 7B model never gets a
+random initialisation; parameters absent from a partial checkpoint (denoiser, grounding head, mask token of a
+LLaVA-Video checkpoint) keep their fresh Ross3D initialisation and are listed in the report. A missing LLM tensor
+is an error.
+
+LLaVA-NeXT (original Ross3D / LLaVA-Video) -> ours, `LLAVA_NEXT_KEY_MAP` (prefix rewrites, first match wins):
+    model.embed_tokens.* / model.layers.* / model.norm.*  -> llm.model.*
+    lm_head.weight                                        -> llm.lm_head.weight
+    model.mm_projector.0.* / model.mm_projector.2.*       -> projector.linear_1.* / projector.linear_2.*
+    model.image_newline / model.mask_token                -> image_newline / mask_token
+    model.mm_inv_projector.net.*                          -> denoiser.*
+    [model.]ground_head_obj.* / ground_head_query.*       -> ground_head.obj.* / ground_head.query.*
+    [model.]ground_head_zero_target                       -> ground_head.zero_target
+    model.vision_tower.*, model.mm_pixel_decoder.*, model.vision_resampler.*  -> dropped (frozen encoders are
+                                                             used only by the cache stage), reported
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ross3d.errors import InputError
+from ross3d.model.config import PRESETS, Ross3DConfig
+from ross3d.progress import NullProgress, Progress
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja")
+
+LLAVA_NEXT_KEY_MAP: tuple[tuple[str, str | None], ...] = (
+    ("model.embed_tokens.", "llm.model.embed_tokens."),
+    ("model.layers.", "llm.model.layers."),
+    ("model.norm.", "llm.model.norm."),
+    ("lm_head.", "llm.lm_head."),
+    ("model.mm_projector.0.", "projector.linear_1."),
+    ("model.mm_projector.2.", "projector.linear_2."),
+    ("model.image_newline", "image_newline"),
+    ("model.mask_token", "mask_token"),
+    ("model.mm_inv_projector.net.", "denoiser."),
+    ("model.ground_head_obj.", "ground_head.obj."),
+    ("model.ground_head_query.", "ground_head.query."),
+    ("model.ground_head_zero_target", "ground_head.zero_target"),
+    ("ground_head_obj.", "ground_head.obj."),
+    ("ground_head_query.", "ground_head.query."),
+    ("ground_head_zero_target", "ground_head.zero_target"),
+    ("model.vision_tower.", None),
+    ("model.mm_pixel_decoder.", None),
+    ("model.vision_resampler.", None),
+)
+
+# transformers LLaVA-OneVision, both the v4 layout (language_model.model.*) and the v5 layout (model.language_model.*)
+ONEVISION_KEY_MAP: tuple[tuple[str, str | None], ...] = (
+    ("model.language_model.", "llm.model."),
+    ("language_model.model.", "llm.model."),
+    ("language_model.lm_head.", "llm.lm_head."),
+    ("lm_head.", "llm.lm_head."),
+    ("model.multi_modal_projector.", "projector."),
+    ("multi_modal_projector.", "projector."),
+    ("model.image_newline", "image_newline"),
+    ("image_newline", "image_newline"),
+    ("model.vision_tower.", None),
+    ("vision_tower.", None),
+)
+
+
+@dataclass
+class LoadReport:
+    """What a load did: `dropped` source keys deliberately skipped, `unexpected` source keys with no target,
+    `fresh` model parameters not in the source (they keep their initialisation), `resized` tensors."""
+
+    loaded: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    fresh: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{len(self.loaded)} loaded, {len(self.fresh)} freshly initialised, {len(self.dropped)} dropped, "
+                f"{len(self.unexpected)} unexpected")
+
+
+def map_keys(state: dict[str, torch.Tensor], key_map: Iterable[tuple[str, str | None]],
+             report: LoadReport) -> dict[str, torch.Tensor]:
+    """Rename keys by the first matching prefix rule; None targets are dropped, unmatched keys are unexpected."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for src, dst in key_map:
+            if key.startswith(src):
+                if dst is None:
+                    report.dropped.append(key)
+                else:
+                    out[dst + key[len(src):]] = value
+                break
+        else:
+            report.unexpected.append(key)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- reading files
+def read_state_dict(folder: Path, progress: Progress = NullProgress()) -> dict[str, torch.Tensor]:
+    """All tensors of a transformers-style folder: model.safetensors, sharded safetensors, or pytorch_model*.bin."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise InputError(folder, "no *.safetensors or pytorch_model*.bin weights found")
+    state: dict[str, torch.Tensor] = {}
+    progress.start("read", len(files), "reading weights", unit="files")
+    for path in files:
+        try:
+            part = load_file(str(path)) if path.suffix == ".safetensors" else \
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # noqa: BLE001 - any decoding failure is a bad input file
+            raise InputError(path, f"cannot read weights ({err})") from err
+        state.update(part)
+        progress.advance("read")
+    progress.finish("read")
+    return state
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputError(path, "missing") from err
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not valid JSON ({err})") from err
+
+
+def _token_ids(folder: Path) -> dict[str, int]:
+    """`<ground>`/`<coord>` ids from a tokenizer's added_tokens.json or tokenizer.json, when present."""
+    from ross3d.model.tokens import ADDED_TOKENS
+
+    found: dict[str, int] = {}
+    if (folder / "added_tokens.json").exists():
+        found.update(read_json(folder / "added_tokens.json"))
+    if (folder / "tokenizer.json").exists():
+        found.update({t["content"]: t["id"] for t in read_json(folder / "tokenizer.json").get("added_tokens", [])})
+    ids = {"ground_token_id": found.get(ADDED_TOKENS[0], -1), "coord_token_id": found.get(ADDED_TOKENS[1], -1)}
+    return {k: v for k, v in ids.items() if v >= 0}
+
+
+# ------------------------------------------------------------------------------------------------- our format
+def save_model(model, folder: str | Path, tokenizer=None) -> Path:
+    """Write config.json + model.safetensors (and the tokenizer, when given) to `folder`."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_NAME).write_text(json.dumps({"model_type": "ross3d", "ross3d": model.config.to_dict()}, indent=2))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("llm.lm_head.weight", None)
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def read_config(folder: Path) -> Ross3DConfig:
+    data = read_json(folder / CONFIG_NAME)
+    if data.get("model_type") != "ross3d" or "ross3d" not in data:
+        raise InputError(folder / CONFIG_NAME, "not a ross3d model config (convert it with `ross3d convert-checkpoint`)")
+    return Ross3DConfig.from_dict(data["ross3d"])
+
+
+def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], report: LoadReport | None = None):
+    """A Ross3D whose LLM (built on the meta device) takes `state`'s tensors; other modules keep fresh init
+    where `state` lacks them. Returns (model, report)."""
+    from transformers import Qwen2ForCausalLM
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+    from ross3d.model.ross3d import Ross3D, qwen2_config
+
+    report = report or LoadReport()
+    with torch.device("meta"):
+        llm = Qwen2ForCausalLM(qwen2_config(config))
+    model = Ross3D(config, llm=llm)
+    expected = dict(model.state_dict())
+    if config.tie_word_embeddings:
+        state = {k: v for k, v in state.items() if k != "llm.lm_head.weight"}
+        expected.pop("llm.lm_head.weight", None)
+    for key in sorted(set(state) - set(expected)):
+        report.unexpected.append(key)
+    for key, value in expected.items():
+        if key in state and tuple(state[key].shape) != tuple(value.shape):
+            raise InputError(key, f"shape {tuple(state[key].shape)} in the checkpoint, model expects {tuple(value.shape)}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False, assign=True)
+    model.llm.model.rotary_emb = Qwen2RotaryEmbedding(config=model.llm.config)
+    if config.tie_word_embeddings:
+        model.llm.tie_weights()
+    left = [n for n, p in model.named_parameters() if p.is_meta]
+    if left:
+        raise InputError("checkpoint", f"{len(left)} language-model tensors missing, e.g. {left[0]}")
+    report.loaded = sorted(k for k in state if k in expected)
+    report.fresh = sorted(k for k in expected if k not in state)
+    return model, report
+
+
+def load_model(folder: str | Path, dtype: torch.dtype | None = None):
+    """Load a model saved by `save_model` (or written by `convert_checkpoint`); returns (model, report)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if not (folder / WEIGHTS_NAME).exists():
+        raise InputError(folder / WEIGHTS_NAME, "missing")
+    model, report = build_from_state(config, load_file(str(folder / WEIGHTS_NAME)))
+    return (model.to(dtype) if dtype else model), report
+
+
+# ------------------------------------------------------------------------------------------------- other formats
+def _llm_fields(text: dict) -> dict:
+    """Ross3DConfig fields from a Qwen2 (text) config dict."""
+    rope = text.get("rope_theta") or (text.get("rope_parameters") or {}).get("rope_theta") or 1000000.0
+    return {"vocab_size": text["vocab_size"], "hidden_size": text["hidden_size"],
+            "num_layers": text["num_hidden_layers"], "num_heads": text["num_attention_heads"],
+            "num_kv_heads": text.get("num_key_value_heads", text["num_attention_heads"]),
+            "intermediate_size": text["intermediate_size"], "rope_theta": float(rope),
+            "rms_norm_eps": text.get("rms_norm_eps", 1e-6),
+            "max_position_embeddings": text.get("max_position_embeddings", 32768),
+            "tie_word_embeddings": text.get("tie_word_embeddings", False)}
+
+
+def _denoiser_fields(state: dict[str, torch.Tensor], base: Ross3DConfig) -> dict:
+    """Denoiser sizes read off its weights (width, depth, latent channels); heads stay the base config's unless the
+    width differs, then head dim 64 as the original."""
+    if "denoiser.final_layer.linear.weight" not in state:
+        return {}
+    channels, dim = state["denoiser.final_layer.linear.weight"].shape
+    depth = len({k.split(".")[2] for k in state if k.startswith("denoiser.blocks.")})
+    heads = base.denoiser_heads if dim == base.denoiser_dim else max(dim // 64, 1)
+    return {"denoiser_dim": dim, "denoiser_depth": depth, "latent_channels": channels // 4, "denoiser_heads": heads}
+
+
+def detect_format(folder: Path) -> str:
+    """`ross3d`, `llava-onevision` (transformers) or `llava-next` (original LLaVA-NeXT / Ross3D) from config.json."""
+    data = read_json(folder / CONFIG_NAME)
+    if data.get("model_type") == "ross3d":
+        return "ross3d"
+    if data.get("model_type") == "llava_onevision" or "text_config" in data:
+        return "llava-onevision"
+    if "mm_hidden_size" in data or str(data.get("model_type", "")).startswith("llava"):
+        return "llava-next"
+    raise InputError(folder / CONFIG_NAME, f"unknown checkpoint type (model_type {data.get('model_type')!r})")
+
+
+def source_state(folder: Path, base: Ross3DConfig | None = None, progress: Progress = NullProgress()):
+    """Read a LLaVA-OneVision or LLaVA-NeXT folder: -> (Ross3DConfig, mapped state dict, report)."""
+    fmt = detect_format(folder)
+    data = read_json(folder / CONFIG_NAME)
+    report = LoadReport()
+    if fmt == "ross3d":
+        raise InputError(folder, "already a ross3d checkpoint")
+    state = read_state_dict(folder, progress)
+    if fmt == "llava-onevision":
+        fields = _llm_fields(data["text_config"]) | {"vision_dim": data.get("vision_config", {}).get("hidden_size", 1152)}
+        mapped = map_keys(state, ONEVISION_KEY_MAP, report)
+    else:
+        fields = _llm_fields(data) | {"vision_dim": data.get("mm_hidden_size", 1152)}
+        mapped = map_keys(state, LLAVA_NEXT_KEY_MAP, report)
+        fields |= {"ground_temperature": data.get("ground_head_temperature", 0.07)}
+    base = base or PRESETS["7b"]
+    fields |= _denoiser_fields(mapped, base) | _token_ids(folder)
+    if "llm.model.embed_tokens.weight" in mapped:
+        fields["vocab_size"] = mapped["llm.model.embed_tokens.weight"].shape[0]
+    config = base.replace(**fields)
+    return config, mapped, report
+
+
+def load_llava_onevision(folder: str | Path, base: Ross3DConfig | None = None):
+    """A Ross3D from a transformers LLaVA-OneVision checkpoint folder (e.g. LLaVA-Video-7B-Qwen2 in HF format):
+    LLM, projector and image_newline loaded; mask token, denoiser and grounding head freshly initialised."""
+    folder = Path(folder)
+    if detect_format(folder) != "llava-onevision":
+        raise InputError(folder / CONFIG_NAME, "not a transformers LLaVA-OneVision config")
+    config, state, report = source_state(folder, base)
+    return build_from_state(config, state, report)
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, base: Ross3DConfig | None = None,
+                       progress: Progress = NullProgress()) -> LoadReport:
+    """Convert a LLaVA-NeXT (original) or LLaVA-OneVision checkpoint folder to our format in `dst`; tokenizer files
+    are copied. Parameters missing from the source are written freshly initialised and listed in the report."""
+    src, dst = Path(src), Path(dst)
+    config, state, report = source_state(src, base, progress)
+    model, report = build_from_state(config, state, report)
+    save_model(model, dst)
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+    log.info("converted %s -> %s: %s", src, dst, report.summary())
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- 2D Ross init
+def _resize_table(table: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1, n*n, d) position table -> (1, grid*grid, d), bilinear as an image (align_corners False)."""
+    n = int(round(table.shape[1] ** 0.5))
+    if n == grid:
+        return table
+    img = table.reshape(1, n, n, -1).permute(0, 3, 1, 2).float()
+    img = F.interpolate(img, size=(grid, grid), mode="bilinear", align_corners=False)
+    return img.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(table.dtype)
+
+
+def ross2d_denoiser_state(state: dict[str, torch.Tensor], view_grid: int, bev_grid: int,
+                          report: LoadReport) -> dict[str, torch.Tensor]:
+    """Map a 2D Ross `RossDenoiser` state (keys `[model.]mm_inv_projector.net.*`) to our denoiser's names.
+
+    `pos_embed` -> `pos_embed_view` (resized) and `pos_embed_bev` (resized if needed); `x_embedder.*` and the
+    per-token `z_embedder.1.*` (SiLU-Linear) are duplicated to the view and BEV branches; the latter become the
+    poolers' `proj.1.*`, the kv projection (the original dropped them by a name mismatch).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = key
+        for prefix in ("model.mm_inv_projector.net.", "mm_inv_projector.net.", "net."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        if name == "pos_embed":
+            out["pos_embed_view"] = _resize_table(value, view_grid)
+            out["pos_embed_bev"] = _resize_table(value, bev_grid)
+            report.resized += [f"{key} -> pos_embed_view", f"{key} -> pos_embed_bev"]
+        elif name.startswith("x_embedder."):
+            rest = name[len("x_embedder."):]
+            out[f"x_embedder_view.{rest}"] = out[f"x_embedder_bev.{rest}"] = value
+        elif name.startswith("z_embedder.1."):
+            rest = name[len("z_embedder.1."):]
+            out[f"z_embedder_view.proj.1.{rest}"] = out[f"z_embedder_bev.proj.1.{rest}"] = value
+        elif name.split(".")[0] in ("t_embedder", "blocks", "final_layer"):
+            out[name] = value
+        else:
+            report.unexpected.append(key)
+    return out
+
+
+def init_denoiser_from_ross2d(model, path: str | Path) -> LoadReport:
+    """Initialise `model.denoiser` from a 2D Ross `mm_inv_projector.bin` (or .safetensors); report every key that
+    did not match (unexpected source keys, denoiser parameters left at their init, shape mismatches)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise InputError(path, "missing") from err
+    except Exception as err:  # noqa: BLE001 - any decoding failure is a bad input file
+        raise InputError(path, f"cannot read weights ({err})") from err
+    report = LoadReport()
+    cfg = model.config
+    mapped = ross2d_denoiser_state(raw, cfg.pool_grid, cfg.bev_grid, report)
+    own = model.denoiser.state_dict()
+    usable = {}
+    for key, value in mapped.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            report.unexpected.append(f"{key} (shape {tuple(value.shape)} != {tuple(own[key].shape)})")
+        else:
+            usable[key] = value
+    model.denoiser.load_state_dict(usable, strict=False)
+    report.loaded = sorted(usable)
+    report.fresh = sorted(set(own) - set(usable))
+    for key in report.unexpected + report.fresh:
+        log.warning("mm_inv_projector init: %s %s", "unmatched source key" if key in report.unexpected
+                    else "not initialised from the file:", key)
+    return report
