@@ -111,3 +111,36 @@ def test_missing_placeholder_is_a_clear_error(model, config):
     batch["input_ids"][0, 3] = 20
     with pytest.raises(InputError, match="image placeholders"):
         model(batch)
+
+
+def test_bf16_model_trains(config):
+    torch.manual_seed(2)
+    model = Ross3D(config).to(torch.bfloat16).train()
+    out = model(random_batch(config, 2, grounding=[False, True]), global_step=0)
+    assert all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    assert model.mask_token.grad is not None and model.denoiser.z_embedder_bev.cls_token.grad is not None
+
+
+def test_reconstruction_conditions_sampling_and_decoding(model, config):
+    from diffusers import AutoencoderKL
+
+    from ross3d.model.reconstruction import decode_latents
+
+    model.eval()
+    batch = random_batch(config, 1)
+    mask = torch.zeros(1, config.n_frames, dtype=torch.bool)
+    mask[0, :2] = True
+    cond = model.reconstruction_conditions(batch, mask)
+    plain = model.reconstruction_conditions(batch, torch.zeros_like(mask))
+    assert not torch.allclose(cond["view"], plain["view"])  # masked frames neither condition nor look the same
+    gen = torch.Generator().manual_seed(0)
+    latents = model.sample(cond["view"].expand(2, -1, -1), "view", steps=3, sampler="ddpm", generator=gen)
+    assert latents.shape == (2, 64, 14, 14) and torch.isfinite(latents).all()
+    bev = model.sample(cond["bev"], "bev", steps=2, sampler="ddim")
+    assert bev.shape == (1, 64, 27, 27)
+    vae = AutoencoderKL(block_out_channels=[8, 16, 16, 16], layers_per_block=1, latent_channels=16, norm_num_groups=4,
+                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    images = decode_latents(config, latents, vae)
+    assert images.shape == (2, 3, 224, 224) and images.min() >= 0 and images.max() <= 1

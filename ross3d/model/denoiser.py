@@ -74,7 +74,7 @@ class TimestepEmbedder(nn.Module):
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
         args = t.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.mlp[0].weight.dtype))
 
 
 class AttentionPooler(nn.Module):
@@ -189,13 +189,16 @@ class Denoiser(nn.Module):
     def condition(self, states: torch.Tensor, key_mask: torch.Tensor, kind: str) -> torch.Tensor:
         """LLM hidden states (B, S, cond_dim) of the conditioning frames -> pooled condition (B, Q, dim), fp32."""
         pooler = getattr(self, f"z_embedder_{kind}")
-        return pooler(self.ln_pre(states.float()), key_mask)
+        return pooler(self.ln_pre(states.float()).to(pooler.cls_token.dtype), key_mask)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, kind: str) -> torch.Tensor:
-        """Predict eps for x (N, C, g, g) at timesteps t (N,) given per-row pooled conditions cond (N, Q, dim)."""
+        """Predict eps for x (N, C, g, g) at timesteps t (N,) given per-row pooled conditions cond (N, Q, dim).
+
+        Computes in the parameters' dtype (fp32 unless the trainer casts the module) and returns fp32."""
         n, _, g, _ = x.shape
-        h = getattr(self, f"x_embedder_{kind}")(x) + getattr(self, f"pos_embed_{kind}")
-        c = self.t_embedder(t)[:, None, :] + cond
+        dtype = self.final_layer.linear.weight.dtype
+        h = getattr(self, f"x_embedder_{kind}")(x.to(dtype)) + getattr(self, f"pos_embed_{kind}")
+        c = self.t_embedder(t)[:, None, :] + cond.to(dtype)
         for block in self.blocks:
             h = block(h, c)
-        return self.final_layer(h, c).transpose(1, 2).reshape(n, self.channels, g, g)
+        return self.final_layer(h, c).float().transpose(1, 2).reshape(n, self.channels, g, g)
