@@ -1,0 +1,83 @@
+"""Geometry of depth frames in the axis-aligned frame: per-pixel world coordinates, 0.1 m voxel ids for coverage,
+the original's mapping to the 384x384 crop (nearest resize of the depth-size map to W'x384, centre crop), per-token
+mean coordinates over 27x27-pixel cells of the 378x378 region, and their int16 voxel indices."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+VOXEL_SIZE = 0.1
+CROP = 384
+REGION = 378  # what SigLIP sees: the crop minus its last 6 rows and columns
+TOKEN_GRID = 14  # 14 x 27 = 378
+PATCH_GRID = 27  # 27 x 14 = 378
+XYZ_MIN = np.array([-15.0, -15.0, -5.0], np.float32)
+XYZ_MAX = np.array([15.0, 15.0, 5.0], np.float32)
+_KEY_OFFSET = 1 << 20
+
+
+def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray, depth_shift: float = 1000.0
+              ) -> np.ndarray:
+    """(H, W, 3) float32 world points: z = d/shift, x = (u-cx) z/fx, y = (v-cy) z/fy, then the 4x4 pose.
+    Zero-depth pixels land on the camera centre (callers mask them with `depth > 0`)."""
+    h, w = depth.shape
+    fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
+    z = depth.astype(np.float32) / np.float32(depth_shift)
+    u = (np.arange(w, dtype=np.float32) - np.float32(cx)) / np.float32(fx)
+    v = (np.arange(h, dtype=np.float32) - np.float32(cy)) / np.float32(fy)
+    cam = np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1)
+    rot, trans = cam_to_world[:3, :3].astype(np.float32), cam_to_world[:3, 3].astype(np.float32)
+    return cam @ rot.T + trans
+
+
+def voxel_keys(points: np.ndarray) -> np.ndarray:
+    """int64 keys of `round(xyz / 0.1)` (round half to even, as torch.round) for (N, 3) points."""
+    idx = np.round(points / np.float32(VOXEL_SIZE)).astype(np.int64) + _KEY_OFFSET
+    return (idx[:, 0] << 42) | (idx[:, 1] << 21) | idx[:, 2]
+
+
+def frame_voxel_ids(world: np.ndarray, valid: np.ndarray, mesh_keys: np.ndarray) -> np.ndarray:
+    """Sorted unique positions in `mesh_keys` (sorted unique) of the voxels this frame's valid depth points hit."""
+    keys = np.unique(voxel_keys(world[valid]))
+    pos = np.searchsorted(mesh_keys, keys)
+    pos_clipped = np.minimum(pos, len(mesh_keys) - 1)
+    return pos[(pos < len(mesh_keys)) & (mesh_keys[pos_clipped] == keys)]
+
+
+def crop_map(values: np.ndarray) -> np.ndarray:
+    """Map an (H, W, C) depth-size map to the 384x384 crop: nearest resize to (int(W*384/H), 384), centre crop."""
+    h, w = values.shape[:2]
+    new_w = int(w * CROP / h)
+    resized = cv2.resize(values, (new_w, CROP), interpolation=cv2.INTER_NEAREST)
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    left = (new_w - CROP) // 2
+    return resized[:, left:left + CROP]
+
+
+def cell_means(points: np.ndarray, valid: np.ndarray, grid: int, fallback: np.ndarray) -> np.ndarray:
+    """(grid, grid, 3) means of the valid points of the 378x378 region's cells; a cell without any valid point
+    takes `fallback` (the camera centre, where the original's zero-depth pixels land)."""
+    cell = REGION // grid
+    pts = points[:REGION, :REGION].reshape(grid, cell, grid, cell, 3).astype(np.float64)
+    w = valid[:REGION, :REGION].reshape(grid, cell, grid, cell, 1)
+    total = (pts * w).sum(axis=(1, 3))
+    count = w.sum(axis=(1, 3))
+    means = np.where(count > 0, total / np.maximum(count, 1), fallback)
+    return means.astype(np.float32)
+
+
+def discrete_voxels(coords: np.ndarray) -> np.ndarray:
+    """int16 indices: clamp to [-15,-15,-5]..[15,15,5] m, subtract the minimum, / 0.1, round (half to even)."""
+    clamped = np.clip(coords, XYZ_MIN, XYZ_MAX) - XYZ_MIN
+    return np.round(clamped / np.float32(VOXEL_SIZE)).astype(np.int16)
+
+
+def frame_crop_points(depth: np.ndarray, intrinsic: np.ndarray, aligned_pose: np.ndarray, depth_shift: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """World points (384, 384, 3) f32 and their validity (depth > 0) on the 384 crop, as the original maps them."""
+    world = unproject(depth, intrinsic, aligned_pose, depth_shift)
+    stacked = np.concatenate([world, (depth > 0).astype(np.float32)[..., None]], axis=-1)
+    crop = crop_map(stacked)
+    return crop[..., :3], crop[..., 3] > 0.5

@@ -1,0 +1,36 @@
+"""Options of `ross3d prep scannet` that change what is written, and their fingerprint (a committed scene is
+reused only when the fingerprint matches)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from ross3d.errors import ConfigError
+
+FORMAT_VERSION = 1
+STRATEGIES = ("uniform", "max-coverage")
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """Per-scene processing options; executors and resume flags are not part of it (they do not change output)."""
+
+    frame_stride: int = 10
+    num_frames: int = 32
+    bev_size: int = 432
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("frame_stride", "num_frames", "bev_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """sha256 over the format version and the options (16 hex digits)."""
+        text = json.dumps({"format_version": FORMAT_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

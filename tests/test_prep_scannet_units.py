@@ -1,0 +1,154 @@
+"""Pure pieces of `prep scannet`: selection against a set-based greedy, geometry and membership against direct
+per-pixel numpy, the BEV face filter and pixel convention."""
+
+import numpy as np
+import pytest
+
+from ross3d.prep import geometry, selection
+from ross3d.prep.bev import ceiling_cut, kept_faces, pixel_centres, square_bounds
+from ross3d.prep.membership import membership
+from ross3d.prep.options import PrepOptions
+from ross3d.errors import ConfigError
+
+
+def reference_greedy(voxel_sets, num_frames, priority):
+    """Straightforward set-based greedy: max new voxels, ties to the lowest priority value."""
+    sets = [set(v.tolist()) for v in voxel_sets]
+    used, picks, gains = set(), [], []
+    remaining = list(range(len(sets)))
+    while remaining and len(picks) < num_frames:
+        best = max(remaining, key=lambda f: (len(sets[f] - used), -priority[f]))
+        picks.append(best)
+        gains.append(len(sets[best] - used))
+        used |= sets[best]
+        remaining.remove(best)
+    return picks, gains
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_max_coverage_equals_set_based_greedy(seed):
+    rng = np.random.default_rng(seed)
+    n_voxels = 60  # small universe: many ties and zero gains
+    sets = [np.unique(rng.integers(0, n_voxels, rng.integers(0, 25))) for _ in range(40)]
+    sel = selection.max_coverage(sets, n_voxels, 32, seed)
+    picks, gains = reference_greedy(sets, 32, selection.tie_priority(len(sets), seed))
+    assert sel.picks.tolist() == picks
+    assert sel.gains.tolist() == gains
+    assert sel.gains.sum() == len(set(np.concatenate(sets).tolist()))
+
+
+def test_max_coverage_seed_changes_only_ties():
+    sets = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5]), np.array([0, 1, 2, 3, 4])]
+    a = selection.max_coverage(sets, 6, 4, 0)
+    b = selection.max_coverage(sets, 6, 4, 3)
+    assert a.picks[0] == b.picks[0] == 3 and a.gains.tolist() == b.gains.tolist() == [5, 1, 0, 0]
+
+
+def test_max_coverage_fewer_candidates_repeats_with_zero_gain():
+    sets = [np.array([0, 1, 2]), np.array([3])]
+    sel = selection.max_coverage(sets, 4, 5, 0)
+    assert sel.picks.tolist() == [0, 1, 0, 1, 0] and sel.gains.tolist() == [3, 1, 0, 0, 0]
+
+
+def test_uniform_is_the_original_linspace_and_gains_count_new_voxels():
+    assert selection.uniform_picks(100, 32).tolist() == np.linspace(0, 99, 32, dtype=int).tolist()
+    assert selection.uniform_picks(3, 5).tolist() == [0, 0, 1, 1, 2]
+    sets = [np.array([0, 1]), np.array([1, 2]), np.array([2, 3])]
+    sel = selection.uniform(sets, 4, 3)
+    assert sel.picks.tolist() == [0, 1, 2] and sel.gains.tolist() == [2, 1, 1]
+
+
+def test_unproject_matches_per_pixel_formula():
+    rng = np.random.default_rng(0)
+    depth = rng.integers(0, 4000, (6, 8)).astype(np.uint16)
+    k = np.array([[50.0, 0, 3.7, 0], [0, 48.0, 2.9, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    pose = np.eye(4)
+    pose[:3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    pose[:3, 3] = [1, -2, 0.5]
+    world = geometry.unproject(depth, k, pose, 1000.0)
+    for v in range(6):
+        for u in range(8):
+            z = depth[v, u] / 1000.0
+            p = pose @ [(u - 3.7) * z / 50.0, (v - 2.9) * z / 48.0, z, 1.0]
+            np.testing.assert_allclose(world[v, u], p[:3], atol=1e-5)
+
+
+def test_crop_map_is_nearest_resize_then_centre_crop():
+    h, w = 48, 64
+    values = np.arange(h * w, dtype=np.float32).reshape(h, w, 1).repeat(3, -1)
+    crop = geometry.crop_map(values)
+    new_w = int(w * 384 / h)  # 512
+    left = (new_w - 384) // 2
+    rows = (np.arange(384) * h / 384).astype(int)
+    cols = ((np.arange(384) + left) * w / new_w).astype(int)
+    np.testing.assert_array_equal(crop[..., 0], values[rows][:, cols, 0])
+
+
+def test_cell_means_exclude_invalid_and_fall_back_to_camera():
+    rng = np.random.default_rng(1)
+    pts = rng.normal(size=(384, 384, 3)).astype(np.float32)
+    ok = rng.random((384, 384)) > 0.3
+    ok[:27, :27] = False  # first cell without depth
+    cam = np.array([9.0, 8.0, 7.0])
+    means = geometry.cell_means(pts, ok, 14, cam)
+    np.testing.assert_allclose(means[0, 0], cam)
+    for i, j in [(0, 1), (5, 9), (13, 13)]:
+        cell = pts[i * 27:(i + 1) * 27, j * 27:(j + 1) * 27][ok[i * 27:(i + 1) * 27, j * 27:(j + 1) * 27]]
+        np.testing.assert_allclose(means[i, j], cell.mean(axis=0), atol=1e-5)
+
+
+def test_discrete_voxels_clamp_offset_round():
+    coords = np.array([[0.0, 0.0, 0.0], [-20.0, 20.0, 6.0], [0.25, -0.35, 1.04]], np.float32)
+    vox = geometry.discrete_voxels(coords)
+    assert vox.dtype == np.int16
+    assert vox.tolist() == [[150, 150, 50], [0, 300, 100], [152, 146, 60]]  # 152.5 -> 152, 146.5 -> 146
+
+
+def test_frame_voxel_ids_keep_only_mesh_voxels():
+    mesh_keys = np.unique(geometry.voxel_keys(np.array([[0.0, 0, 0], [0.1, 0, 0], [1.0, 1.0, 1.0]], np.float32)))
+    pts = np.array([[0.01, 0.0, 0.0], [0.11, 0.02, 0.0], [5.0, 5.0, 5.0], [1.0, 1.0, 1.0]], np.float32)
+    ids = geometry.frame_voxel_ids(pts, np.array([True, True, True, False]), mesh_keys)
+    expected = np.unique(geometry.voxel_keys(pts[:2]))
+    assert mesh_keys[ids].tolist() == expected.tolist()
+
+
+def test_membership_matches_per_patch_count():
+    rng = np.random.default_rng(2)
+    pts = rng.uniform(-1, 1, (2, 384, 384, 3)).astype(np.float32)
+    pts[0, :140, :140] = 0.1  # a block of 10x10 patches entirely inside the box
+    ok = rng.random((2, 384, 384)) > 0.1
+    boxes = np.array([[0.0, 0.0, 0.0, 0.6, 0.6, 0.6], [np.nan] * 6, [5, 5, 5, 1, 1, 1]], np.float32)
+    got = membership(pts, ok, boxes)
+    assert got.shape == (3, 2, 27, 27)
+    assert got[0, 0, :10, :10].all() and not got[1].any() and not got[2].any()
+    lo, hi = boxes[0, :3] - 0.3, boxes[0, :3] + 0.3
+    for v, i, j in [(0, 3, 4), (0, 20, 20), (1, 0, 0), (1, 26, 13)]:
+        p = pts[v, i * 14:(i + 1) * 14, j * 14:(j + 1) * 14]
+        inside = ok[v, i * 14:(i + 1) * 14, j * 14:(j + 1) * 14] & ((p >= lo) & (p <= hi)).all(-1)
+        assert got[0, v, i, j] == (inside.sum() >= 98)
+
+
+def test_bev_pixel_convention_and_square_bounds():
+    verts = np.array([[0.0, 0, 0], [4.0, 2.0, 1.0]])
+    xmin, ymin, xmax, ymax = square_bounds(verts, margin=0.05)
+    assert np.isclose(xmax - xmin, ymax - ymin) and np.isclose((xmax - xmin) * 0.9, 4.0)
+    assert np.isclose((xmin + xmax) / 2, 2.0) and np.isclose((ymin + ymax) / 2, 1.0)
+    xs, ys = pixel_centres(np.array([0.0, 0.0, 4.0, 4.0]), 4)
+    assert xs.tolist() == [0.5, 1.5, 2.5, 3.5] and ys.tolist() == [3.5, 2.5, 1.5, 0.5]
+
+
+def test_bev_face_filter_drops_ceiling_and_hanging_fragments():
+    # floor (up), table top (up), ceiling (down, at the top), fragment (down, 0.5 m below the top)
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0.7], [1, 0, 0.7], [0, 1, 0.7],
+                      [0, 0, 2.5], [0, 1, 2.5], [1, 0, 2.5], [0, 0, 2.0], [0, 1, 2.0], [1, 0, 2.0]], float)
+    faces = np.arange(12, dtype=np.int32).reshape(4, 3)
+    cut, mid = ceiling_cut(verts)
+    assert cut == pytest.approx(1.7)
+    assert kept_faces(verts, faces, cut, mid).tolist() == faces[:2].tolist()
+
+
+def test_options_fingerprint_and_validation():
+    assert PrepOptions().fingerprint() == PrepOptions().fingerprint()
+    assert PrepOptions(num_frames=16).fingerprint() != PrepOptions().fingerprint()
+    with pytest.raises(ConfigError, match="frame-stride"):
+        PrepOptions(frame_stride=0)
