@@ -1,0 +1,53 @@
+"""`ross3d prep scannet`: raw ScanNet scans -> PREP_DIR (logic in ross3d.prep.run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ross3d_cli.prep import prep_app
+
+
+def scannet(
+    scans_dir: Path = typer.Argument(..., help="ScanNet scans folder (one sub-folder per scene)."),
+    prep_dir: Path = typer.Argument(..., help="Output PREP_DIR."),
+    scenes: Optional[str] = typer.Option(None, "--scenes", help="Comma-separated scene ids (default: all)."),
+    scene_list: Optional[Path] = typer.Option(None, "--scene-list", help="File with one scene id per line."),
+    frame_stride: int = typer.Option(10, "--frame-stride", help="Keep every N-th frame of the .sens stream."),
+    num_frames: int = typer.Option(32, "--num-frames", help="Frames selected per strategy."),
+    bev_size: int = typer.Option(432, "--bev-size", help="BEV side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the max-coverage tie-break."),
+    workers: int = typer.Option(1, "--workers", help="Processes of the local pool."),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same options."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Exit 0 even when some scenes failed."),
+) -> None:
+    """Frames, selections (uniform, max-coverage), geometry, objects and BEV of ScanNet scans."""
+    from ross3d.errors import ConfigError
+    from ross3d.prep.options import PrepOptions
+    from ross3d.prep.run import prep_scannet, read_scene_list
+    from ross3d_cli.console import RichProgress, console, user_errors
+
+    with user_errors():
+        if scenes and scene_list:
+            raise ConfigError("give --scenes or --scene-list, not both")
+        ids = [s.strip() for s in scenes.split(",") if s.strip()] if scenes else None
+        if scene_list:
+            ids = read_scene_list(scene_list)
+        options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed)
+        with RichProgress() as progress:
+            report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor,
+                                  ray_address=ray_address, resume=resume, progress=progress)
+    console.print(f"{len(report.ok)} scenes prepared, {len(report.skipped)} skipped (already done), "
+                  f"{len(report.failed)} failed; {report.frames:,} frames in {report.seconds:.1f} s", highlight=False)
+    for scene_id, error in sorted(report.failed.items()):
+        console.print(f"[red]failed:[/] {scene_id}: {error}", highlight=False)
+    if report.failed and not keep_going:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    prep_app.command("scannet")(scannet)

@@ -1,0 +1,71 @@
+"""Stream the kept frames of a `.sens` (every stride-th) once: original JPEG bytes and raw poses into
+frames.parquet (row groups of a few frames), depth into the scene's zarr array, and a callback per valid frame, so
+memory stays bounded by a few frames whatever the stream length."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ross3d.scannet.sens import SensFrame, SensReader
+
+FRAMES_SCHEMA = pa.schema([
+    ("frame_idx", pa.int32()),
+    ("pose", pa.list_(pa.float32(), 16)),
+    ("valid", pa.bool_()),
+    ("color_jpeg", pa.binary()),
+])
+_ROW_GROUP = 16
+
+
+@dataclass
+class KeptFrames:
+    """What later stages need of the kept frames (the bytes and depth live on disk)."""
+
+    frame_idx: np.ndarray  # (N,) int64, original .sens indices
+    poses: np.ndarray  # (N, 4, 4) float32, raw camera-to-world
+    valid: np.ndarray  # (N,) bool
+
+
+def n_kept(num_frames: int, stride: int) -> int:
+    return (num_frames + stride - 1) // stride
+
+
+def _batch(rows: list[SensFrame]) -> pa.RecordBatch:
+    return pa.record_batch([
+        pa.array([r.index for r in rows], pa.int32()),
+        pa.FixedSizeListArray.from_arrays(
+            pa.array(np.concatenate([r.pose.reshape(16) for r in rows]).astype(np.float32)), 16),
+        pa.array([r.valid for r in rows], pa.bool_()),
+        pa.array([r.color_jpeg for r in rows], pa.binary()),
+    ], schema=FRAMES_SCHEMA)
+
+
+def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: Path,
+                       visit: Callable[[int, SensFrame], None]) -> KeptFrames:
+    """Write kept frame k's depth to `depth_out[k]` and its row to `frames_path`; call `visit(k, frame)` for valid
+    frames. `depth_out` is any array-like with item assignment of shape (n_kept, H, W)."""
+    idx, poses, valid, pending = [], [], [], []
+    with pq.ParquetWriter(frames_path, FRAMES_SCHEMA, compression="none") as writer:
+        for k, frame in enumerate(reader.frames(stride)):
+            depth_out[k] = frame.depth
+            idx.append(frame.index)
+            poses.append(frame.pose)
+            valid.append(frame.valid)
+            pending.append(frame)
+            if frame.valid:
+                visit(k, frame)
+            if len(pending) == _ROW_GROUP:
+                writer.write_batch(_batch(pending))
+                pending = []
+        if pending:
+            writer.write_batch(_batch(pending))
+        if not idx:
+            writer.write_table(FRAMES_SCHEMA.empty_table())
+    return KeptFrames(np.asarray(idx, np.int64), np.asarray(poses, np.float32).reshape(-1, 4, 4),
+                      np.asarray(valid, bool))

@@ -1,0 +1,158 @@
+"""A tiny hand-made ScanNet-format scan for the prep tests: a box room (floor, four walls, a flat ceiling and a
+tilted ceiling fragment along one wall) with a table, written in the raw (unaligned) frame, depth rendered by
+open3d ray casting from cameras inside the room, random small JPEGs as colour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from ross3d.scannet.sens import SensWriter
+
+ROOM = (4.0, 3.0, 2.5)  # x, y, z extent in the aligned frame, floor at z = 0, room centred at x = y = 0
+COLOR_SIZE, DEPTH_SIZE = (80, 60), (64, 48)
+FLOOR_RGB, TABLE_RGB = (200, 30, 30), (30, 200, 30)
+TABLE_BOX = ((-0.5, -0.4, 0.0), (0.5, 0.4, 0.75))
+
+
+def axis_alignment() -> np.ndarray:
+    """The scene's axisAlignment: a 30 degree turn about z and a shift."""
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    m = np.eye(4)
+    m[:2, :2] = [[c, -s], [s, c]]
+    m[:3, 3] = [0.3, -0.2, 0.0]
+    return m
+
+
+def _quad(p0, p1, p2, p3, n=4):
+    """A quad subdivided n x n (vertices (n+1)^2, faces 2 n^2), winding p0 p1 p2 (normal by right hand)."""
+    u = np.linspace(0, 1, n + 1)
+    a, b = np.meshgrid(u, u, indexing="ij")
+    p0, p1, p3 = map(np.asarray, (p0, p1, p3))
+    verts = p0 + a[..., None] * (p1 - p0) + b[..., None] * (p3 - p0)
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    f = []
+    for i in range(n):
+        for j in range(n):
+            f += [[idx[i, j], idx[i + 1, j], idx[i + 1, j + 1]], [idx[i, j], idx[i + 1, j + 1], idx[i, j + 1]]]
+    return verts.reshape(-1, 3), np.asarray(f)
+
+
+def _box(lo, hi):
+    """Top and four sides of an axis-aligned box, normals outwards."""
+    (x0, y0, z0), (x1, y1, z1) = lo, hi
+    return [((x0, y0, z1), (x1, y0, z1), (x1, y1, z1), (x0, y1, z1)),
+            ((x0, y0, z0), (x1, y0, z0), (x1, y0, z1), (x0, y0, z1)),
+            ((x1, y1, z0), (x0, y1, z0), (x0, y1, z1), (x1, y1, z1)),
+            ((x0, y1, z0), (x0, y0, z0), (x0, y0, z1), (x0, y1, z1)),
+            ((x1, y0, z0), (x1, y1, z0), (x1, y1, z1), (x1, y0, z1))]
+
+
+def room_parts():
+    """(name, quads, rgb, segment) of the aligned room; normals point into the room."""
+    x, y, z = ROOM[0] / 2, ROOM[1] / 2, ROOM[2]
+    return [
+        ("floor", [((-x, -y, 0), (x, -y, 0), (x, y, 0), (-x, y, 0))], FLOOR_RGB, 0),
+        ("wall", [((-x, -y, 0), (-x, -y, z), (x, -y, z), (x, -y, 0)), ((x, y, 0), (x, y, z), (-x, y, z), (-x, y, 0)),
+                  ((-x, y, 0), (-x, y, z), (-x, -y, z), (-x, -y, 0)), ((x, -y, 0), (x, -y, z), (x, y, z), (x, y, 0))],
+         (120, 120, 200), 1),
+        ("ceiling", [((-x, -y, z), (-x, y, z), (x, y, z), (x, -y, z))], (250, 250, 250), 2),
+        # tilted fragment hanging along the +x wall, 0.3-0.6 m below the top, facing down into the room
+        ("fragment", [((x - 0.6, -y, z - 0.6), (x - 0.6, y, z - 0.6), (x, y, z - 0.3), (x, -y, z - 0.3))],
+         (255, 255, 0), 3),
+        ("table", _box(*TABLE_BOX), TABLE_RGB, 4),
+    ]
+
+
+def build_mesh():
+    """Aligned vertices (float64), colours (uint8), faces (int32), segment per vertex."""
+    verts, cols, faces, segs = [], [], [], []
+    offset = 0
+    for _, quads, rgb, seg in room_parts():
+        for q in quads:
+            v, f = _quad(*q)
+            verts.append(v)
+            faces.append(f + offset)
+            cols.append(np.tile(rgb, (len(v), 1)))
+            segs.append(np.full(len(v), seg))
+            offset += len(v)
+    return (np.concatenate(verts), np.concatenate(cols).astype(np.uint8), np.concatenate(faces).astype(np.int32),
+            np.concatenate(segs))
+
+
+def _look_at(eye, target):
+    """4x4 camera-to-world (x right, y down, z forward)."""
+    f = np.asarray(target, float) - eye
+    f /= np.linalg.norm(f)
+    r = np.cross(f, [0, 0, 1.0])
+    r /= np.linalg.norm(r)
+    d = np.cross(f, r)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = r, d, f, eye
+    return m
+
+
+def depth_intrinsic() -> np.ndarray:
+    k = np.eye(4)
+    k[0, 0] = k[1, 1] = 50.0
+    k[0, 2], k[1, 2] = DEPTH_SIZE[0] / 2 - 0.5, DEPTH_SIZE[1] / 2 - 0.5
+    return k
+
+
+def render_depth(vertices, faces, cam_to_world_aligned) -> np.ndarray:
+    """uint16 mm depth (z along the optical axis) of the aligned mesh by open3d ray casting."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(vertices.astype(np.float32), faces.astype(np.uint32))
+    w, h = DEPTH_SIZE
+    k = depth_intrinsic()
+    u, v = np.meshgrid(np.arange(w), np.arange(h))
+    dirs_cam = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u, float)], -1)
+    dirs = dirs_cam @ cam_to_world_aligned[:3, :3].T
+    origins = np.broadcast_to(cam_to_world_aligned[:3, 3], dirs.shape)
+    rays = np.concatenate([origins, dirs], -1).reshape(-1, 6).astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().reshape(h, w)
+    depth = np.where(np.isfinite(t), t * 1000.0, 0)  # dirs have unit z in the camera: t is the z depth
+    return np.clip(np.rint(depth), 0, 65535).astype(np.uint16)
+
+
+def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[int, ...] = (10, 30), seed: int = 0,
+                ) -> dict:
+    """Write one scan; returns what the tests compare against (jpegs, poses, depths, aligned mesh)."""
+    rng = np.random.default_rng(seed)
+    root = scans / scene_id
+    root.mkdir(parents=True)
+    axis = axis_alignment()
+    verts, cols, faces, segs = build_mesh()
+    raw = verts @ np.linalg.inv(axis)[:3, :3].T + np.linalg.inv(axis)[:3, 3]
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(raw), o3d.utility.Vector3iVector(faces))
+    mesh.vertex_colors = o3d.utility.Vector3dVector(cols / 255.0)
+    o3d.io.write_triangle_mesh(str(root / f"{scene_id}_vh_clean_2.ply"), mesh)
+    (root / f"{scene_id}.txt").write_text(
+        "axisAlignment = " + " ".join(f"{v:.17g}" for v in axis.ravel()) + "\r\nsceneType = Bedroom / Hotel\r\n")
+    (root / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(json.dumps({"segIndices": segs.tolist()}))
+    groups = [{"objectId": 0, "label": "floor", "segments": [0]}, {"objectId": 1, "label": "coffee table",
+              "segments": [4]}, {"objectId": 2, "label": "ghost", "segments": [99]}]
+    (root / f"{scene_id}.aggregation.json").write_text(json.dumps({"segGroups": groups}))
+    k_color = np.eye(4)
+    jpegs, poses, depths = [], [], []
+    inv_axis = np.linalg.inv(axis)
+    with SensWriter(root / f"{scene_id}.sens", intrinsic_color=k_color, intrinsic_depth=depth_intrinsic(),
+                    color_size=COLOR_SIZE, depth_size=DEPTH_SIZE) as writer:
+        for i in range(n_frames):
+            angle = 2 * np.pi * i / n_frames
+            eye = np.array([1.2 * np.cos(angle), 0.9 * np.sin(angle), 1.5])
+            aligned_pose = _look_at(eye, [0.8 * np.cos(angle + 2.2), 0.6 * np.sin(angle + 2.2), 0.4])
+            depth = render_depth(verts, faces, aligned_pose)
+            pose = (inv_axis @ aligned_pose).astype(np.float32)
+            if i in invalid:
+                pose = np.full((4, 4), -np.inf, np.float32)
+            img = rng.integers(0, 256, (COLOR_SIZE[1], COLOR_SIZE[0], 3), dtype=np.uint8)
+            jpeg = cv2.imencode(".jpg", img)[1].tobytes()
+            writer.write_frame(pose, jpeg, depth)
+            jpegs.append(jpeg), poses.append(pose), depths.append(depth)
+    return {"jpegs": jpegs, "poses": poses, "depths": depths, "vertices": verts, "faces": faces, "colors": cols,
+            "axis": axis}
