@@ -52,9 +52,9 @@ def _box(lo, hi):
             ((x1, y0, z0), (x1, y1, z0), (x1, y1, z1), (x1, y0, z1))]
 
 
-def room_parts():
-    """(name, quads, rgb, segment) of the aligned room; normals point into the room."""
-    x, y, z = ROOM[0] / 2, ROOM[1] / 2, ROOM[2]
+def room_parts(scale: float = 1.0):
+    """(name, quads, rgb, segment) of the aligned room (x, y scaled by `scale`); normals point into the room."""
+    x, y, z = ROOM[0] / 2 * scale, ROOM[1] / 2 * scale, ROOM[2]
     return [
         ("floor", [((-x, -y, 0), (x, -y, 0), (x, y, 0), (-x, y, 0))], FLOOR_RGB, 0),
         ("wall", [((-x, -y, 0), (-x, -y, z), (x, -y, z), (x, -y, 0)), ((x, y, 0), (x, y, z), (-x, y, z), (-x, y, 0)),
@@ -68,13 +68,13 @@ def room_parts():
     ]
 
 
-def build_mesh():
-    """Aligned vertices (float64), colours (uint8), faces (int32), segment per vertex."""
+def build_mesh(scale: float = 1.0, subdivisions: int = 4):
+    """Aligned vertices (float64), colours (uint8), faces (int32), segment per vertex; 24 n^2 triangles."""
     verts, cols, faces, segs = [], [], [], []
     offset = 0
-    for _, quads, rgb, seg in room_parts():
+    for _, quads, rgb, seg in room_parts(scale):
         for q in quads:
-            v, f = _quad(*q)
+            v, f = _quad(*q, n=subdivisions)
             verts.append(v)
             faces.append(f + offset)
             cols.append(np.tile(rgb, (len(v), 1)))
@@ -96,19 +96,18 @@ def _look_at(eye, target):
     return m
 
 
-def depth_intrinsic() -> np.ndarray:
+def depth_intrinsic(depth_size=DEPTH_SIZE) -> np.ndarray:
+    """ScanNet-like field of view (fx = 0.9 * width)."""
     k = np.eye(4)
-    k[0, 0] = k[1, 1] = 50.0
-    k[0, 2], k[1, 2] = DEPTH_SIZE[0] / 2 - 0.5, DEPTH_SIZE[1] / 2 - 0.5
+    k[0, 0] = k[1, 1] = 0.9 * depth_size[0]
+    k[0, 2], k[1, 2] = depth_size[0] / 2 - 0.5, depth_size[1] / 2 - 0.5
     return k
 
 
-def render_depth(vertices, faces, cam_to_world_aligned) -> np.ndarray:
-    """uint16 mm depth (z along the optical axis) of the aligned mesh by open3d ray casting."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(vertices.astype(np.float32), faces.astype(np.uint32))
-    w, h = DEPTH_SIZE
-    k = depth_intrinsic()
+def render_depth(scene, cam_to_world_aligned, depth_size=DEPTH_SIZE) -> np.ndarray:
+    """uint16 mm depth (z along the optical axis) of an open3d RaycastingScene of the aligned mesh."""
+    w, h = depth_size
+    k = depth_intrinsic(depth_size)
     u, v = np.meshgrid(np.arange(w), np.arange(h))
     dirs_cam = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u, float)], -1)
     dirs = dirs_cam @ cam_to_world_aligned[:3, :3].T
@@ -120,13 +119,17 @@ def render_depth(vertices, faces, cam_to_world_aligned) -> np.ndarray:
 
 
 def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[int, ...] = (10, 30), seed: int = 0,
-                ) -> dict:
-    """Write one scan; returns what the tests compare against (jpegs, poses, depths, aligned mesh)."""
+                color_size=COLOR_SIZE, depth_size=DEPTH_SIZE, scale: float = 1.0, subdivisions: int = 4,
+                keep: bool = True) -> dict:
+    """Write one scan; returns what the tests compare against (jpegs, poses, depths, aligned mesh; frame data
+    only with `keep`). Cameras circle the table at 1.5 m height."""
     rng = np.random.default_rng(seed)
     root = scans / scene_id
     root.mkdir(parents=True)
     axis = axis_alignment()
-    verts, cols, faces, segs = build_mesh()
+    verts, cols, faces, segs = build_mesh(scale, subdivisions)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(verts.astype(np.float32), faces.astype(np.uint32))
     raw = verts @ np.linalg.inv(axis)[:3, :3].T + np.linalg.inv(axis)[:3, 3]
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(raw), o3d.utility.Vector3iVector(faces))
     mesh.vertex_colors = o3d.utility.Vector3dVector(cols / 255.0)
@@ -140,19 +143,22 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
     k_color = np.eye(4)
     jpegs, poses, depths = [], [], []
     inv_axis = np.linalg.inv(axis)
-    with SensWriter(root / f"{scene_id}.sens", intrinsic_color=k_color, intrinsic_depth=depth_intrinsic(),
-                    color_size=COLOR_SIZE, depth_size=DEPTH_SIZE) as writer:
+    with SensWriter(root / f"{scene_id}.sens", intrinsic_color=k_color, intrinsic_depth=depth_intrinsic(depth_size),
+                    color_size=color_size, depth_size=depth_size) as writer:
         for i in range(n_frames):
             angle = 2 * np.pi * i / n_frames
-            eye = np.array([1.2 * np.cos(angle), 0.9 * np.sin(angle), 1.5])
-            aligned_pose = _look_at(eye, [0.8 * np.cos(angle + 2.2), 0.6 * np.sin(angle + 2.2), 0.4])
-            depth = render_depth(verts, faces, aligned_pose)
+            eye = np.array([1.2 * scale * np.cos(angle), 0.9 * scale * np.sin(angle), 1.5])
+            target = [0.8 * scale * np.cos(angle + 2.2), 0.6 * scale * np.sin(angle + 2.2), 0.4]
+            aligned_pose = _look_at(eye, target)
+            depth = render_depth(scene, aligned_pose, depth_size)
             pose = (inv_axis @ aligned_pose).astype(np.float32)
             if i in invalid:
                 pose = np.full((4, 4), -np.inf, np.float32)
-            img = rng.integers(0, 256, (COLOR_SIZE[1], COLOR_SIZE[0], 3), dtype=np.uint8)
+            small = rng.integers(0, 256, (color_size[1] // 8, color_size[0] // 8, 3), dtype=np.uint8)
+            img = cv2.resize(small, color_size, interpolation=cv2.INTER_LINEAR)
             jpeg = cv2.imencode(".jpg", img)[1].tobytes()
             writer.write_frame(pose, jpeg, depth)
-            jpegs.append(jpeg), poses.append(pose), depths.append(depth)
+            if keep:
+                jpegs.append(jpeg), poses.append(pose), depths.append(depth)
     return {"jpegs": jpegs, "poses": poses, "depths": depths, "vertices": verts, "faces": faces, "colors": cols,
             "axis": axis}

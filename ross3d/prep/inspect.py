@@ -42,7 +42,10 @@ def _load(prep_dir: Path, scene_id: str):
     sel = pq.read_table(prep_dir / "selections.parquet")
     sel = sel.filter(pc.equal(sel["scene_id"], scene_id)).sort_by("rank").to_pylist()
     scenes = pq.read_table(prep_dir / "scenes.parquet").to_pylist()
-    axis = next(np.asarray(r["axis_align"]).reshape(4, 4) for r in scenes if r["scene_id"] == scene_id)
+    rows = [r for r in scenes if r["scene_id"] == scene_id and r["status"] == "ok"]
+    if not rows or not sel:
+        raise InputError(prep_dir / "scenes.parquet", f"no prepared row for {scene_id} (prepared with other options?)")
+    axis = np.asarray(rows[0]["axis_align"]).reshape(4, 4)
     arrays = zarr.open_group(scene_dir / "arrays.zarr", mode="r")
     return frames, sel, axis, arrays["bev/rgb"][...], arrays["bev/bounds"][...]
 
