@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the modules themselves import only typer at import time.
-COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "eval", "inspect", "model"]
+COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "eval", "inspect", "model", "cache"]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,112 @@
+"""The frozen encoders of stage 2, loaded from local folders: the FLUX VAE (diffusers AutoencoderKL; posterior
+mean and logvar) and the SigLIP vision tower (transformers; the output of all layers but the last, without the post
+layernorm, model-reference 1.3). Each encodes a whole batch in one call, optionally under autocast."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import torch
+
+from ross3d.cache.fingerprint import saved_config, weights_digest
+from ross3d.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; None picks cuda when available."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def _check_dir(model_dir: Path, what: str) -> Path:
+    if not (model_dir / "config.json").is_file():
+        raise InputError(model_dir, f"not a {what} folder (no config.json)")
+    return model_dir
+
+
+class VaeEncoder:
+    """diffusers AutoencoderKL encoder half: (N, 3, H, W) in [-1, 1] -> posterior mean and logvar (float32)."""
+
+    def __init__(self, model_dir: str | Path, device: torch.device, dtype: str = "fp32"):
+        from diffusers import AutoencoderKL
+
+        self.dir = _check_dir(Path(model_dir), "diffusers AutoencoderKL")
+        try:
+            vae = AutoencoderKL.from_pretrained(self.dir)
+        except (OSError, ValueError, TypeError) as err:
+            raise InputError(self.dir, f"cannot load AutoencoderKL: {err}") from None
+        self.device, self.dtype = device, dtype
+        self.vae = vae.float().eval().requires_grad_(False).to(device)
+        if device.type == "cuda":
+            self.vae = self.vae.to(memory_format=torch.channels_last)
+        config = self.vae.config
+        self.shift_factor = float(config.shift_factor or 0.0)
+        self.scaling_factor = float(config.scaling_factor)
+        self.latent_channels = int(config.latent_channels)
+        self.downsample = 2 ** (len(config.block_out_channels) - 1)
+
+    def fingerprint(self) -> dict:
+        return {"class": "diffusers.AutoencoderKL", "config": saved_config(self.dir),
+                "weights_sha256": weights_digest(self.dir), "compute_dtype": self.dtype}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward for the whole batch; returns (mean, logvar) as float32 on the CPU."""
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, self.dtype):
+            dist = self.vae.encode(x).latent_dist
+        return dist.mean.float().cpu(), dist.logvar.float().cpu()
+
+
+class VisionEncoder:
+    """SiglipVisionModel without its last layer and post layernorm: (N, 3, 384, 384) -> (N, tokens, width)."""
+
+    def __init__(self, model_dir: str | Path, device: torch.device, dtype: str = "fp32"):
+        from transformers import SiglipVisionModel
+
+        self.dir = _check_dir(Path(model_dir), "transformers SiglipVisionModel")
+        try:
+            model = SiglipVisionModel.from_pretrained(self.dir)
+        except (OSError, ValueError, TypeError) as err:
+            raise InputError(self.dir, f"cannot load SiglipVisionModel: {err}") from None
+        self.device, self.dtype = device, dtype
+        self.model = model.float().eval().requires_grad_(False).to(device)
+        self.layers = self.model.encoder.layers[:-1]
+        config = self.model.config
+        self.image_size, self.width = int(config.image_size), int(config.hidden_size)
+        self.tokens = (config.image_size // config.patch_size) ** 2
+
+    def fingerprint(self) -> dict:
+        return {"class": "transformers.SiglipVisionModel", "config": saved_config(self.dir),
+                "weights_sha256": weights_digest(self.dir), "compute_dtype": self.dtype,
+                "layers_used": len(self.layers), "post_layernorm": False,
+                "attention": str(self.model.config._attn_implementation)}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward for the whole batch; returns float32 features on the CPU."""
+        x = x.to(self.device, non_blocking=True)
+        with _autocast(self.device, self.dtype):
+            h = self.model.embeddings(x)
+            for layer in self.layers:
+                h = layer(h, None)
+        return h.float().cpu()

@@ -1,0 +1,96 @@
+"""CACHE_DIR storage: one Zarr v3 group per scene (every array one shard), written into a temporary folder with its
+record (`scene.json`: fingerprint digest, shapes, dtypes, sha256 per array) written last, then renamed into
+`cache.zarr/<scene_id>`; a scene without its record is incomplete. Also the bf16 bit encoding of features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ross3d.prep.store import clean_stale, commit_dir, temp_path, write_json_atomic
+
+ZARR_DIR = "cache.zarr"
+SCENE_RECORD = "scene.json"
+BF16 = "bfloat16"
+
+
+def bf16_bits(x: torch.Tensor) -> np.ndarray:
+    """float tensor -> uint16 bit patterns of its bf16 rounding (round to nearest even, as torch's cast)."""
+    return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """uint16 bf16 bit patterns -> float32 (exact widening)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def array_checksum(a: np.ndarray) -> str:
+    """sha256 over dtype, shape and the C-order bytes."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _layout(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(chunks, shards): one shard holds the whole array; arrays with >= 3 dims are chunked per leading entry."""
+    shard = tuple(max(n, 1) for n in shape)
+    chunks = (1, *shard[1:]) if len(shape) >= 3 else shard
+    return chunks, shard
+
+
+def scene_path(cache_dir: Path, scene_id: str) -> Path:
+    return Path(cache_dir) / ZARR_DIR / scene_id
+
+
+def prepare_store(cache_dir: Path) -> None:
+    """Create cache.zarr (a Zarr v3 root group) and drop leftovers of interrupted runs."""
+    import zarr
+
+    root = Path(cache_dir) / ZARR_DIR
+    zarr.open_group(root, mode="a")
+    clean_stale(root)
+
+
+def write_scene(cache_dir: Path, scene_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, dict],
+                record: dict) -> dict:
+    """Write a scene's arrays and commit them atomically; returns the record (with per-array checksums)."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    final = scene_path(cache_dir, scene_id)
+    tmp = temp_path(final)
+    group = zarr.open_group(tmp, mode="w")
+    entries = {}
+    for key, value in arrays.items():
+        chunks, shards = _layout(value.shape)
+        compress = value.dtype.kind in "biu" and attrs.get(key, {}).get("encoding") != BF16
+        arr = group.create_array(key, shape=value.shape, dtype=value.dtype, chunks=chunks, shards=shards,
+                                 compressors=ZstdCodec(level=3) if compress else None, fill_value=0)
+        if value.size:
+            arr[...] = value
+        arr.attrs.update(attrs.get(key, {}))
+        entries[key] = {"shape": list(value.shape), "dtype": value.dtype.str, "sha256": array_checksum(value)}
+    record = {**record, "scene_id": scene_id, "arrays": entries}
+    write_json_atomic(tmp / SCENE_RECORD, record)
+    commit_dir(tmp, final)
+    return record
+
+
+def read_record(cache_dir: Path, scene_id: str) -> dict | None:
+    """The committed record of a scene, or None when the scene is absent or incomplete."""
+    try:
+        return json.loads((scene_path(cache_dir, scene_id) / SCENE_RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_array(cache_dir: Path, scene_id: str, key: str) -> np.ndarray:
+    """One array of a committed scene in its stored dtype, read whole (one shard)."""
+    import zarr
+
+    return zarr.open_array(scene_path(cache_dir, scene_id) / key, mode="r")[...]

@@ -1,0 +1,182 @@
+"""`ross3d cache-latents` and `ross3d verify` end to end on CPU over a real PREP_DIR: the CACHE_DIR contract, latents
+and features equal to direct per-image encoder calls, copies equal to PREP, refusal on a changed VAE, rebuild,
+corruption caught by verify, and resume after a SIGKILL."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import zarr
+from typer.testing import CliRunner
+
+from cache_helpers import SCENES, build_inputs, reference_vae_view, reference_view
+from ross3d.cache.reader import CacheReader
+from ross3d_cli.app import app
+
+runner = CliRunner()
+STRATEGIES = ("uniform", "max-coverage")
+
+
+def _cache(inputs, cache_dir, *extra):
+    args = ["cache-latents", str(inputs["prep"]), str(cache_dir), "--vae", str(inputs["vae"]),
+            "--vision-tower", str(inputs["siglip"]), "--device", "cpu", "--batch-size", "5", *extra]
+    return runner.invoke(app, args)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    inputs = build_inputs(root)
+    result = _cache(inputs, root / "cache")
+    assert result.exit_code == 0, result.output
+    return inputs, root / "cache"
+
+
+def _selected(prep: Path, scene_id: str, strategy: str) -> np.ndarray:
+    rows = [r for r in pq.read_table(prep / "selections.parquet").to_pylist()
+            if r["scene_id"] == scene_id and r["strategy"] == strategy]
+    return np.asarray([r["frame_idx"] for r in sorted(rows, key=lambda r: r["rank"])], np.int32)
+
+
+def test_contract_layout_and_copies(built):
+    inputs, cache = built
+    prep = inputs["prep"]
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["complete"] and set(manifest["scenes"]) == set(SCENES)
+    assert all(s["status"] == "ok" for s in manifest["scenes"].values())
+    index = pq.read_table(cache / "index.parquet").to_pylist()
+    assert sorted((r["scene_id"], r["strategy"]) for r in index) == sorted((s, t) for s in SCENES for t in STRATEGIES)
+    objects = pq.read_table(prep / "objects.parquet").to_pylist()
+    for scene_id in SCENES:
+        group = zarr.open_group(cache / "cache.zarr" / scene_id, mode="r")
+        prep_arrays = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")
+        mine = [o for o in objects if o["scene_id"] == scene_id]
+        np.testing.assert_array_equal(group["objects/object_ids"][...], [o["object_id"] for o in mine])
+        np.testing.assert_array_equal(group["objects/boxes"][...], np.asarray([o["box"] for o in mine], np.float32))
+        assert group["bev/vae_mean"].shape == (16, 8, 8) and group["bev/valid27"].shape == (27, 27)
+        assert group["bev/vae_mean"].attrs["scaling_factor"] == pytest.approx(0.3611)
+        assert group["bev/vae_mean"].attrs["shift_factor"] == pytest.approx(0.1159)
+        for strategy in STRATEGIES:
+            frames = _selected(prep, scene_id, strategy)
+            np.testing.assert_array_equal(group[f"{strategy}/frames/frame_idx"][...], frames)
+            assert group[f"{strategy}/frames/vae_mean"].shape == (len(frames), 16, 27, 27)
+            assert group[f"{strategy}/frames/vae_logvar"].dtype == np.float32
+            assert group[f"{strategy}/frames/vision"].shape == (len(frames), 729, 32)
+            np.testing.assert_array_equal(group[f"{strategy}/tokens/voxels"][...], prep_arrays[f"voxels/{strategy}"][...])
+            np.testing.assert_array_equal(group[f"{strategy}/objects/membership"][...],
+                                          prep_arrays[f"membership/{strategy}"][...])
+            row = next(r for r in index if r["scene_id"] == scene_id and r["strategy"] == strategy)
+            assert row["n_frames"] == len(frames) and row["n_objects"] == len(mine)
+            assert f"{strategy}/frames/vae_mean" in row["arrays"] and "bev/vae_mean" in row["arrays"]
+            assert not any(a.startswith(next(t for t in STRATEGIES if t != strategy)) for a in row["arrays"])
+
+
+def _frames(prep: Path, scene_id: str) -> dict[int, bytes]:
+    table = pq.read_table(prep / "scenes" / scene_id / "frames.parquet", columns=["frame_idx", "color_jpeg"])
+    return dict(zip(table.column("frame_idx").to_pylist(), table.column("color_jpeg").to_pylist()))
+
+
+def test_latents_and_features_equal_direct_calls(built):
+    from diffusers import AutoencoderKL
+    from transformers import SiglipVisionModel
+
+    inputs, cache = built
+    vae = AutoencoderKL.from_pretrained(inputs["vae"]).eval()
+    siglip = SiglipVisionModel.from_pretrained(inputs["siglip"]).eval()
+    scenes = {r["scene_id"]: r for r in pq.read_table(inputs["prep"] / "scenes.parquet").to_pylist()}
+    reader = CacheReader(cache)
+    scene_id = SCENES[1]
+    jpegs, size = _frames(inputs["prep"], scene_id), (scenes[scene_id]["depth_width"], scenes[scene_id]["depth_height"])
+    cached = reader.load_scene(scene_id, "max-coverage")
+    with torch.no_grad():
+        for v, frame in enumerate(cached["frames/frame_idx"][:3]):
+            view = reference_view(jpegs[int(frame)], *size)
+            dist = vae.encode(reference_vae_view(view)).latent_dist
+            np.testing.assert_allclose(cached["frames/vae_mean"][v], dist.mean[0].numpy(), rtol=1e-4, atol=5e-5)
+            np.testing.assert_allclose(cached["frames/vae_logvar"][v], dist.logvar[0].numpy(), rtol=1e-4, atol=5e-5)
+            hidden = siglip(pixel_values=view[None], output_hidden_states=True).hidden_states
+            ref = hidden[-2][0].to(torch.bfloat16).float().numpy()  # all layers but the last, no post layernorm
+            close = np.isclose(cached["frames/vision"][v], ref, rtol=2 ** -7, atol=1e-6)
+            assert close.all() and (cached["frames/vision"][v] == ref).mean() > 0.99
+        bev_rgb = zarr.open_group(inputs["prep"] / "scenes" / scene_id / "arrays.zarr", mode="r")["bev/rgb"][...]
+        bev = torch.from_numpy(bev_rgb).permute(2, 0, 1)[None].float() / 255.0
+        dist = vae.encode(((bev - 0.5) / 0.5).clamp(-1, 1)).latent_dist
+        np.testing.assert_allclose(cached["bev/vae_mean"], dist.mean[0].numpy(), rtol=1e-4, atol=5e-5)
+        np.testing.assert_allclose(cached["bev/vae_logvar"], dist.logvar[0].numpy(), rtol=1e-4, atol=5e-5)
+        mask = torch.nn.functional.interpolate(bev, size=(27, 27), mode="bilinear").mean(1)[0] > 0
+    np.testing.assert_array_equal(cached["bev/valid27"], mask.numpy())
+    assert 0 < mask.sum() < 27 * 27
+
+
+def test_changed_vae_is_refused_then_rebuilt(built, tmp_path):
+    inputs, cache = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    args = ["cache-latents", str(inputs["prep"]), str(copy), "--vae", str(inputs["vae_other"]),
+            "--vision-tower", str(inputs["siglip"]), "--device", "cpu"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1
+    assert "other settings" in refused.output and "vae.weights_sha256" in refused.output
+    before = zarr.open_group(copy / "cache.zarr" / SCENES[0], mode="r")["uniform/frames/vae_mean"][...]
+    np.testing.assert_array_equal(before, zarr.open_group(cache / "cache.zarr" / SCENES[0], mode="r")[
+        "uniform/frames/vae_mean"][...])
+    rebuilt = runner.invoke(app, args + ["--rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    after = CacheReader(copy).load_scene(SCENES[0], "uniform")["frames/vae_mean"]
+    assert np.abs(after - before).max() > 1e-3
+    assert runner.invoke(app, ["verify", str(copy)]).exit_code == 0
+
+
+def test_verify_catches_corrupted_chunk(built, tmp_path):
+    inputs, cache = built
+    ok = runner.invoke(app, ["verify", str(cache)])
+    assert ok.exit_code == 0 and "2 scenes" in ok.output and "0 problems" in ok.output
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    shard = next(p for p in (copy / "cache.zarr" / SCENES[0] / "uniform/frames/vae_mean/c").rglob("*") if p.is_file())
+    data = bytearray(shard.read_bytes())
+    data[100:104] = bytes(4 - i for i in range(4))
+    shard.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["verify", str(copy)])
+    assert bad.exit_code == 1
+    assert f"{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch" in bad.output
+
+
+def test_resume_after_sigkill(built, tmp_path):
+    inputs, cache = built
+    out = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "ross3d_cli.app", "cache-latents", str(inputs["prep"]), str(out), "--vae",
+           str(inputs["vae"]), "--vision-tower", str(inputs["siglip"]), "--device", "cpu", "--batch-size", "1",
+           "--strategy", "uniform"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "cache.zarr" / SCENES[0] / "scene.json"
+    deadline = time.monotonic() + 60
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = {s: (out / "cache.zarr" / s / "scene.json").stat().st_mtime_ns
+                 for s in SCENES if (out / "cache.zarr" / s / "scene.json").exists()}
+    assert SCENES[0] in committed
+    manifest = json.loads((out / "manifest.json").read_text())
+    if len(committed) < len(SCENES):  # killed mid-run: nothing claims to be complete
+        assert not manifest["complete"] and not (out / "index.parquet").exists()
+        assert runner.invoke(app, ["verify", str(out)]).exit_code == 1
+    rerun = runner.invoke(app, cmd[3:])
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{len(committed)} skipped" in rerun.output
+    for scene_id, mtime in committed.items():
+        assert (out / "cache.zarr" / scene_id / "scene.json").stat().st_mtime_ns == mtime
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    ref = CacheReader(cache).load_scene(SCENES[1], "uniform")
+    got = CacheReader(out).load_scene(SCENES[1], "uniform")
+    np.testing.assert_allclose(got["frames/vae_mean"], ref["frames/vae_mean"], rtol=1e-4, atol=5e-5)
