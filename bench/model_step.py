@@ -7,7 +7,7 @@ CPU it is the highest resident set sampled every millisecond during the steps mi
 the workers set `MALLOC_MMAP_THRESHOLD_` so that large tensors are returned to the OS when freed and the resident
 set follows live memory. Prints one side-by-side table.
 
-    .venv/bin/python bench/model_step.py [--device cpu|cuda] [--steps 3]
+    .venv/bin/python bench/model_step.py [--device cpu|cuda] [--steps 3] [--configs tiny,mid,7b-2layer]
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ CONFIGS = {
     "mid": dict(preset="tiny", batch=1, text=160, overrides=dict(
         vocab_size=151936, hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=2, intermediate_size=1408,
         vision_dim=1152, n_frames=8, denoiser_dim=256, denoiser_depth=2, denoiser_heads=4)),
+    # the 7b preset's widths, vocabulary, 32 frames and denoiser, with 2 of its 28 layers (for a GPU)
+    "7b-2layer": dict(preset="7b", batch=1, text=160, overrides=dict(num_layers=2)),
 }
+DEFAULT_CONFIGS = ("tiny", "mid")
 
 
 def _rss_mb() -> float:
@@ -94,13 +97,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"comma list of {sorted(CONFIGS)}")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "HEAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1] == "labelled", args.device, args.steps)))
         return
+    names = args.configs.split(",")
     rows = {}
-    for name in CONFIGS:
+    for name in names:
         for head in ("full", "labelled"):
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
             out = subprocess.run([sys.executable, __file__, "--worker", name, head, "--device", args.device,
@@ -108,11 +113,11 @@ def main() -> None:
             rows[name, head] = json.loads(out.stdout.strip().splitlines()[-1])
     mem = "peak step memory (MB, CUDA allocated)" if args.device == "cuda" else "peak step memory (MB, RSS growth)"
     print(f"Ross3D training step on {args.device}: full-sequence LM head (original) vs labelled-only LM head")
-    print(f"{'config':<6} {'seq x vocab':>16} | {'time full':>10} {'time labelled':>14} {'speedup':>8} | "
+    print(f"{'config':<9} {'seq x vocab':>16} | {'time full':>10} {'time labelled':>14} {'speedup':>8} | "
           f"{'mem full':>9} {'mem labelled':>13} {'saved':>9}   [{mem}]")
-    for name in CONFIGS:
+    for name in names:
         full, lab = rows[name, "full"], rows[name, "labelled"]
-        print(f"{name:<6} {full['seq']:>7} x {full['vocab']:>6} | {full['time_s']:>9.3f}s {lab['time_s']:>13.3f}s "
+        print(f"{name:<9} {full['seq']:>7} x {full['vocab']:>6} | {full['time_s']:>9.3f}s {lab['time_s']:>13.3f}s "
               f"{full['time_s'] / lab['time_s']:>7.2f}x | {full['peak_mb']:>9.0f} {lab['peak_mb']:>13.0f} "
               f"{full['peak_mb'] - lab['peak_mb']:>9.0f}")
 
