@@ -104,12 +104,13 @@ def test_discrete_voxels_clamp_offset_round():
     assert vox.tolist() == [[150, 150, 50], [0, 300, 100], [152, 146, 60]]  # 152.5 -> 152, 146.5 -> 146
 
 
-def test_frame_voxel_ids_keep_only_mesh_voxels():
-    mesh_keys = np.unique(geometry.voxel_keys(np.array([[0.0, 0, 0], [0.1, 0, 0], [1.0, 1.0, 1.0]], np.float32)))
-    pts = np.array([[0.01, 0.0, 0.0], [0.11, 0.02, 0.0], [5.0, 5.0, 5.0], [1.0, 1.0, 1.0]], np.float32)
-    ids = geometry.frame_voxel_ids(pts, np.array([True, True, True, False]), mesh_keys)
-    expected = np.unique(geometry.voxel_keys(pts[:2]))
-    assert mesh_keys[ids].tolist() == expected.tolist()
+def test_mesh_voxel_ids_are_sorted_triples_hit_by_points():
+    verts = np.array([[0.0, 0, 0], [0.1, 0, 0], [1.0, 1.0, 1.0], [-0.3, 0.52, 0.0], [0.04, 0.0, 0.0]])
+    mesh = geometry.MeshVoxels(verts)
+    triples = sorted({tuple(v) for v in np.round(verts.astype(np.float32) / np.float32(0.1)).astype(int).tolist()})
+    assert mesh.count == len(triples) == 4
+    pts = np.array([[0.01, 0.0, 0.0], [1.04, 0.96, 1.0], [5.0, 5.0, 5.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    assert mesh.ids(pts).tolist() == [triples.index((0, 0, 0)), triples.index((10, 10, 10))]
 
 
 def test_membership_matches_per_patch_count():

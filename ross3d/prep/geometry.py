@@ -14,7 +14,6 @@ TOKEN_GRID = 14  # 14 x 27 = 378
 PATCH_GRID = 27  # 27 x 14 = 378
 XYZ_MIN = np.array([-15.0, -15.0, -5.0], np.float32)
 XYZ_MAX = np.array([15.0, 15.0, 5.0], np.float32)
-_KEY_OFFSET = 1 << 20
 
 
 def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray, depth_shift: float = 1000.0
@@ -31,18 +30,33 @@ def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray
     return cam @ rot.T + trans
 
 
-def voxel_keys(points: np.ndarray) -> np.ndarray:
-    """int64 keys of `round(xyz / 0.1)` (round half to even, as torch.round) for (N, 3) points."""
-    idx = np.round(points / np.float32(VOXEL_SIZE)).astype(np.int64) + _KEY_OFFSET
-    return (idx[:, 0] << 42) | (idx[:, 1] << 21) | idx[:, 2]
+def voxel_indices(points: np.ndarray) -> np.ndarray:
+    """(N, 3) int64 `round(xyz / 0.1)` (round half to even, as torch.round), computed in float32."""
+    return np.round(points.astype(np.float32, copy=False) / np.float32(VOXEL_SIZE)).astype(np.int64)
 
 
-def frame_voxel_ids(world: np.ndarray, valid: np.ndarray, mesh_keys: np.ndarray) -> np.ndarray:
-    """Sorted unique positions in `mesh_keys` (sorted unique) of the voxels this frame's valid depth points hit."""
-    keys = np.unique(voxel_keys(world[valid]))
-    pos = np.searchsorted(mesh_keys, keys)
-    pos_clipped = np.minimum(pos, len(mesh_keys) - 1)
-    return pos[(pos < len(mesh_keys)) & (mesh_keys[pos_clipped] == keys)]
+class MeshVoxels:
+    """The 0.1 m voxels of the aligned mesh vertices, numbered 0..n-1 in lexicographic (x, y, z) order, with a
+    dense lookup grid over their bounding box so a frame's points map to voxel ids without sorting."""
+
+    def __init__(self, vertices: np.ndarray):
+        idx = voxel_indices(vertices)
+        self.origin = idx.min(axis=0)
+        self.shape = tuple(int(v) for v in idx.max(axis=0) - self.origin + 1)
+        flat = np.ravel_multi_index((idx - self.origin).T, self.shape)
+        cells = np.unique(flat)  # C order of (x, y, z) = lexicographic order of the voxel triples
+        self.grid = np.full(int(np.prod(self.shape)), -1, np.int32)
+        self.grid[cells] = np.arange(len(cells), dtype=np.int32)
+        self.count = len(cells)
+
+    def ids(self, points: np.ndarray) -> np.ndarray:
+        """Sorted unique ids of the mesh voxels that (N, 3) points fall in (points elsewhere are dropped)."""
+        idx = voxel_indices(points) - self.origin
+        inside = ((idx >= 0) & (idx < self.shape)).all(axis=1)
+        hit = self.grid[np.ravel_multi_index(idx[inside].T, self.shape)]
+        seen = np.zeros(self.count, bool)
+        seen[hit[hit >= 0]] = True
+        return np.flatnonzero(seen)
 
 
 def crop_map(values: np.ndarray) -> np.ndarray:

@@ -12,25 +12,37 @@ PATCH_PIXELS = REGION // PATCH_GRID  # 14
 MIN_INSIDE = int(PATCH_PIXELS * PATCH_PIXELS * 0.5)
 
 
+def _patches(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V*729, 196, 3) pixel points and (V*729, 196) validity, patch-major over the 378x378 region."""
+    v = points.shape[0]
+    grid = (v, PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS)
+    pts = points[:, :REGION, :REGION].reshape(*grid, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, PATCH_PIXELS ** 2, 3)
+    ok = valid[:, :REGION, :REGION].reshape(grid).transpose(0, 1, 3, 2, 4).reshape(-1, PATCH_PIXELS ** 2)
+    return pts, ok
+
+
 def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(n_obj, V, 27, 27) bool for crop points (V, 384, 384, 3), validity (V, 384, 384) and boxes (n_obj, 6)
-    (cx, cy, cz, dx, dy, dz); a NaN box has no member patches."""
+    (cx, cy, cz, dx, dy, dz); a NaN box has no member patches.
+
+    Per-patch bounds of the valid pixels settle most patches at once (entirely inside or disjoint from a box);
+    only patches that straddle a box face are counted pixel by pixel."""
     n_views = points.shape[0]
-    out = np.zeros((len(boxes), n_views, PATCH_GRID, PATCH_GRID), bool)
-    pts = points[:, :REGION, :REGION]
-    ok = valid[:, :REGION, :REGION]
-    big = np.float32(np.inf)
-    lo_view = np.where(ok[..., None], pts, big).reshape(n_views, -1, 3).min(axis=1)
-    hi_view = np.where(ok[..., None], pts, -big).reshape(n_views, -1, 3).max(axis=1)
+    pts, ok = _patches(points, valid)
+    n_ok = ok.sum(axis=1)
+    lo_patch = np.where(ok[..., None], pts, np.float32(np.inf)).min(axis=1)
+    hi_patch = np.where(ok[..., None], pts, np.float32(-np.inf)).max(axis=1)
+    can = n_ok >= MIN_INSIDE
+    out = np.zeros((len(boxes), n_views * PATCH_GRID * PATCH_GRID), bool)
     for k, box in enumerate(np.asarray(boxes, np.float32)):
         if not np.isfinite(box).all():
             continue
         lo, hi = box[:3] - box[3:] / 2, box[:3] + box[3:] / 2
-        views = np.flatnonzero(((lo_view <= hi) & (hi_view >= lo)).all(axis=1))
-        if len(views) == 0:
-            continue
-        p = pts[views]
-        inside = ok[views] & ((p >= lo) & (p <= hi)).all(axis=-1)
-        counts = inside.reshape(len(views), PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS).sum(axis=(2, 4))
-        out[k, views] = counts >= MIN_INSIDE
-    return out
+        touches = can & (lo_patch <= hi).all(axis=1) & (hi_patch >= lo).all(axis=1)
+        full = touches & (lo_patch >= lo).all(axis=1) & (hi_patch <= hi).all(axis=1)
+        partial = np.flatnonzero(touches & ~full)
+        q = pts[partial]
+        inside = ok[partial] & ((q >= lo) & (q <= hi)).all(axis=-1)
+        out[k] = full
+        out[k, partial] = inside.sum(axis=1) >= MIN_INSIDE
+    return out.reshape(len(boxes), n_views, PATCH_GRID, PATCH_GRID)

@@ -70,7 +70,7 @@ def _zarr_codec():
     return ZstdCodec(level=3)
 
 
-def _stream(paths, store, tmp, axis, mesh_keys, stride, timer):
+def _stream(paths, store, tmp, axis, mesh_voxels, stride, timer):
     """Read the .sens once: depth into the zarr, rows into frames.parquet, coverage voxel ids per valid frame."""
     voxel_sets: dict[int, np.ndarray] = {}
     with timer.stage("sens_read"), SensReader(paths.sens) as reader:
@@ -83,7 +83,7 @@ def _stream(paths, store, tmp, axis, mesh_keys, stride, timer):
         def visit(k, frame):
             start = time.perf_counter()
             world = geometry.unproject(frame.depth, k_depth, axis @ frame.pose.astype(np.float64), hdr.depth_shift)
-            voxel_sets[k] = geometry.frame_voxel_ids(world.reshape(-1, 3), (frame.depth > 0).ravel(), mesh_keys)
+            voxel_sets[k] = mesh_voxels.ids(world[frame.depth > 0])
             timer.seconds["selection"] += time.perf_counter() - start
             timer.seconds["sens_read"] -= time.perf_counter() - start
 
@@ -128,14 +128,18 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
         objects = read_objects(paths.aggregation, paths.segs)
         boxes = object_boxes(objects, vertices)
     with timer.stage("selection"):
-        mesh_keys = np.unique(geometry.voxel_keys(vertices.astype(np.float32)))
+        mesh_voxels = geometry.MeshVoxels(vertices)
     tmp.mkdir(parents=True)
     store = zarr.open_group(tmp / "arrays.zarr", mode="w")
-    hdr, depth, kept, voxel_sets = _stream(paths, store, tmp, axis, mesh_keys, options.frame_stride, timer)
+    hdr, depth, kept, voxel_sets = _stream(paths, store, tmp, axis, mesh_voxels, options.frame_stride, timer)
     with timer.stage("selection"):
-        selected = _select(kept, voxel_sets, len(mesh_keys), options, paths.sens)
+        selected = _select(kept, voxel_sets, mesh_voxels.count, options, paths.sens)
     with timer.stage("geometry"):
-        geo = _frame_geometry(np.concatenate([p for p, _ in selected.values()]), depth, kept, hdr, axis)
+        distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
+        geo = _frame_geometry(distinct, depth, kept, hdr, axis)
+    with timer.stage("objects"):
+        member = membership(np.stack([geo[int(k)][0] for k in distinct]),
+                            np.stack([geo[int(k)][1] for k in distinct]), boxes)
     arrays = {}
     for name in STRATEGIES:
         positions = selected[name][0]
@@ -144,9 +148,7 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
                                                    geo[int(k)][2]) for k in positions])
             arrays[f"coords/{name}"] = coords
             arrays[f"voxels/{name}"] = geometry.discrete_voxels(coords)
-        with timer.stage("objects"):
-            arrays[f"membership/{name}"] = membership(np.stack([geo[int(k)][0] for k in positions]),
-                                                      np.stack([geo[int(k)][1] for k in positions]), boxes)
+        arrays[f"membership/{name}"] = member[:, np.searchsorted(distinct, positions)]
     with timer.stage("bev"):
         bev = render_bev(vertices, mesh.colors, mesh.faces, options.bev_size)
         arrays.update({"bev/rgb": bev.rgb, "bev/valid": bev.valid, "bev/bounds": bev.bounds})

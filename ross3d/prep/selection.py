@@ -1,8 +1,8 @@
 """Frame selection among the valid kept frames: `uniform` (the original's linspace rule) and `max-coverage`
 (greedy maximum coverage of the scene-mesh voxels each frame's depth sees, seeded deterministic tie-break).
 
-Max-coverage is vectorised: frames x voxels is a sparse 0/1 matrix; after each pick the gains of all frames
-drop by the number of newly covered voxels they contain (one column slice of the CSC matrix).
+Max-coverage is vectorised: each frame's voxels are a bitset (uint64 words); a greedy step is one AND with the
+uncovered set and a popcount over all frames.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 
 @dataclass
@@ -31,13 +30,13 @@ def tie_priority(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def coverage_matrix(voxel_sets: list[np.ndarray], n_voxels: int) -> sp.csc_matrix:
-    """(n_frames, n_voxels) 0/1 CSC matrix from per-frame sorted unique voxel ids in [0, n_voxels)."""
-    indptr = np.zeros(len(voxel_sets) + 1, np.int64)
-    indptr[1:] = np.cumsum([len(v) for v in voxel_sets])
-    indices = np.concatenate(voxel_sets) if voxel_sets else np.zeros(0, np.int64)
-    data = np.ones(len(indices), np.int32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(voxel_sets), n_voxels)).tocsc()
+def coverage_bitsets(voxel_sets: list[np.ndarray], n_voxels: int) -> np.ndarray:
+    """(n_frames, ceil(n_voxels / 64)) uint64 bitsets of per-frame voxel ids in [0, n_voxels)."""
+    n_words = max(1, -(-n_voxels // 64))
+    bits = np.zeros((len(voxel_sets), n_words * 64), bool)
+    for row, ids in zip(bits, voxel_sets):
+        row[ids] = True
+    return np.packbits(bits, axis=1, bitorder="little").view(np.uint64)
 
 
 def gains_in_order(voxel_sets: list[np.ndarray], order: np.ndarray, n_voxels: int) -> np.ndarray:
@@ -58,24 +57,19 @@ def max_coverage(voxel_sets: list[np.ndarray], n_voxels: int, num_frames: int, s
     n = len(voxel_sets)
     if n == 0:
         return Selection(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    matrix = coverage_matrix(voxel_sets, n_voxels)
-    gains = np.asarray(matrix.sum(axis=1)).ravel().astype(np.int64)
+    bits = coverage_bitsets(voxel_sets, n_voxels)
+    uncovered = np.full(bits.shape[1], np.iinfo(np.uint64).max, np.uint64)
     # key = gain * n + (n - 1 - priority): argmax gives max gain, then min priority
     tie = (n - 1 - tie_priority(n, seed)).astype(np.int64)
     available = np.ones(n, bool)
-    covered = np.zeros(n_voxels, bool)
     picks, picked_gains = [], []
     for _ in range(min(num_frames, n)):
-        key = np.where(available, gains * n + tie, -1)
-        f = int(np.argmax(key))
+        gains = np.bitwise_count(bits & uncovered).sum(axis=1, dtype=np.int64)
+        f = int(np.argmax(np.where(available, gains * n + tie, -1)))
         picks.append(f)
         picked_gains.append(int(gains[f]))
         available[f] = False
-        v = voxel_sets[f]
-        new = v[~covered[v]]
-        covered[new] = True
-        if len(new):
-            gains -= np.asarray(matrix[:, new].sum(axis=1)).ravel().astype(np.int64)
+        uncovered &= ~bits[f]
     picks_arr, gains_arr = np.asarray(picks, np.int64), np.asarray(picked_gains, np.int64)
     if num_frames > n:
         extra = num_frames - n
