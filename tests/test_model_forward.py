@@ -144,3 +144,47 @@ def test_reconstruction_conditions_sampling_and_decoding(model, config):
                         use_quant_conv=False, use_post_quant_conv=False)
     images = decode_latents(config, latents, vae)
     assert images.shape == (2, 3, 224, 224) and images.min() >= 0 and images.max() <= 1
+
+
+def test_coord_tokens_get_box_centre_pe_and_visual_tokens_their_voxel_pe(model, config):
+    from ross3d.model.position import discretize, sincos_3d
+
+    batch = random_batch(config, 2)
+    batch["has_box"] = torch.tensor([True, False])
+    view_mask = torch.zeros(2, config.n_frames, dtype=torch.bool)
+    view_mask[0, 1] = True
+    inputs, patch, _ = model.encode(batch, view_mask)
+    shift = config.visual_len - 1
+    table = model.llm.get_input_embeddings().weight
+    coord_pos = 5 + shift  # random_batch puts <coord> at 5, after the placeholder at 3
+    pe = sincos_3d(discretize(batch["box_center"][0], 0.1, (-15, -15, -5), (15, 15, 5)), config.hidden_size)
+    torch.testing.assert_close(inputs.embeds[0, coord_pos], table[301] + pe)
+    torch.testing.assert_close(inputs.embeds[1, coord_pos], table[301])
+    # masked frame 1 of sample 0: its first token is mask_token + PE of its own voxel
+    first = 3 + 1 * 14 * 15
+    want = model.mask_token + sincos_3d(batch["voxels"][0, 1, 0, 0], config.hidden_size)
+    torch.testing.assert_close(inputs.embeds[0, first], want)
+
+
+def test_conditions_ignore_masked_frames_states(model, config):
+    frames = torch.randn(1, config.n_frames, 196, config.hidden_size)
+    mask = torch.zeros(1, config.n_frames, dtype=torch.bool)
+    mask[0, 2] = True
+    a = model.conditions(frames, mask)
+    frames[0, 2] += 5.0
+    b = model.conditions(frames, mask)
+    torch.testing.assert_close(a["view"], b["view"])
+    c = model.conditions(frames, torch.zeros_like(mask))
+    assert not torch.allclose(a["bev"], c["bev"])
+
+
+def test_denoiser_starts_from_dit_initialisation(model, config):
+    from ross3d.model.denoiser import sincos_2d
+
+    den = model.denoiser
+    assert den.final_layer.linear.weight.abs().sum() == 0
+    assert all(b.adaLN_modulation[-1].weight.abs().sum() == 0 for b in den.blocks)
+    torch.testing.assert_close(den.pos_embed_bev.data[0], sincos_2d(config.denoiser_dim, 27))
+    assert not den.ln_pre.elementwise_affine and den.ln_pre.eps == 1e-5
+    std = model.mask_token.std().item()
+    assert 0.5 / config.hidden_size ** 0.5 < std < 2 / config.hidden_size ** 0.5
