@@ -141,7 +141,8 @@ def test_ross2d_denoiser_init_resizes_duplicates_and_reports(model, config, tmp_
                                    src["model.mm_inv_projector.net.x_embedder.proj.bias"])
         torch.testing.assert_close(getattr(den, f"z_embedder_{kind}").proj[1].weight.data,
                                    src["model.mm_inv_projector.net.z_embedder.1.weight"])
-    torch.testing.assert_close(den.blocks[0].attn.qkv.weight.data, src["model.mm_inv_projector.net.blocks.0.attn.qkv.weight"])
+    torch.testing.assert_close(den.blocks[0].attn.qkv.weight.data,
+                               src["model.mm_inv_projector.net.blocks.0.attn.qkv.weight"])
     assert report.unexpected == ["model.mm_inv_projector.net.something_else"]
     assert sorted(report.fresh) == sorted(f"z_embedder_{k}.{n}" for k in ("view", "bev")
                                           for n in ("cls_token", "k.weight", "v.weight", "linear.weight"))

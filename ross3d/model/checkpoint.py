@@ -175,7 +175,8 @@ def save_model(model, folder: str | Path, tokenizer=None) -> Path:
 def read_config(folder: Path) -> Ross3DConfig:
     data = read_json(folder / CONFIG_NAME)
     if data.get("model_type") != "ross3d" or "ross3d" not in data:
-        raise InputError(folder / CONFIG_NAME, "not a ross3d model config (convert it with `ross3d convert-checkpoint`)")
+        raise InputError(folder / CONFIG_NAME,
+                         "not a ross3d model config (convert it with `ross3d convert-checkpoint`)")
     return Ross3DConfig.from_dict(data["ross3d"])
 
 
@@ -199,7 +200,8 @@ def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], repor
         report.unexpected.append(key)
     for key, value in expected.items():
         if key in state and tuple(state[key].shape) != tuple(value.shape):
-            raise InputError(key, f"shape {tuple(state[key].shape)} in the checkpoint, model expects {tuple(value.shape)}")
+            raise InputError(key, f"shape {tuple(state[key].shape)} in the checkpoint, "
+                                  f"model expects {tuple(value.shape)}")
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False, assign=True)
     model.llm.model.rotary_emb = Qwen2RotaryEmbedding(config=model.llm.config)
     if config.tie_word_embeddings:
@@ -269,7 +271,8 @@ def source_state(folder: Path, base: Ross3DConfig | None = None, progress: Progr
         raise InputError(folder, "already a ross3d checkpoint")
     state = read_state_dict(folder, progress)
     if fmt == "llava-onevision":
-        fields = _llm_fields(data["text_config"]) | {"vision_dim": data.get("vision_config", {}).get("hidden_size", 1152)}
+        vision = data.get("vision_config", {}).get("hidden_size", 1152)
+        fields = _llm_fields(data["text_config"]) | {"vision_dim": vision}
         mapped = map_keys(state, ONEVISION_KEY_MAP, report)
     else:
         fields = _llm_fields(data) | {"vision_dim": data.get("mm_hidden_size", 1152)}

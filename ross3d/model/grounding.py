@@ -21,7 +21,8 @@ def _mlp(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.LayerNorm(dim), nn.Linear(dim, dim))
 
 
-def object_features(patch_features: torch.Tensor, membership: torch.Tensor, centre_voxels: torch.Tensor) -> torch.Tensor:
+def object_features(patch_features: torch.Tensor, membership: torch.Tensor,
+                    centre_voxels: torch.Tensor) -> torch.Tensor:
     """patch_features (V, P, D), membership (N, V, P) bool, centre_voxels (N, 3) -> (N, D) in fp32."""
     member = membership.flatten(1).to(patch_features.dtype)  # (N, V*P)
     sums = member @ patch_features.flatten(0, 1)

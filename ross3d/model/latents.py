@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 
-def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """One fp32 draw from the diagonal Gaussian posterior (logvar clamped to [-30, 20] like diffusers)."""
     mean, logvar = mean.float(), logvar.float().clamp(-30.0, 20.0)
     eps = torch.randn(mean.shape, generator=generator, device=generator.device if generator else "cpu")

@@ -14,7 +14,8 @@ from torch import nn
 IGNORE_INDEX = -100
 
 
-def lm_losses(hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module, labelled_only: bool = True) -> torch.Tensor:
+def lm_losses(hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module,
+              labelled_only: bool = True) -> torch.Tensor:
     """hidden (B, L, D), labels (B, L) -> per-sample mean next-token CE (B,), fp32; 0 for a sample without labels.
 
     `labelled_only=False` runs the head over every position, as the original (kept for the benchmark baseline).

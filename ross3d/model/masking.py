@@ -32,6 +32,6 @@ def draw_view_mask(config: Ross3DConfig, masking: torch.Tensor,
     batch, views = masking.shape[0], config.n_frames
     noise = torch.rand(batch, views, generator=generator, device=generator.device if generator else "cpu")
     order = noise.argsort(dim=1)
-    mask = torch.zeros(batch, views, dtype=torch.bool)
+    mask = torch.zeros(batch, views, dtype=torch.bool, device=order.device)
     mask.scatter_(1, order[:, views - config.n_masked:], True)
     return mask.to(masking.device) & masking[:, None]

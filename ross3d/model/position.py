@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 
 
-def discretize(xyz: torch.Tensor, voxel_size: float, xyz_min: Sequence[float], xyz_max: Sequence[float]) -> torch.Tensor:
+def discretize(xyz: torch.Tensor, voxel_size: float, xyz_min: Sequence[float],
+               xyz_max: Sequence[float]) -> torch.Tensor:
     """Metric coordinates (..., 3) -> voxel indices (..., 3) int64: clamp to [min, max], subtract min, /voxel, round."""
     lo = torch.tensor(xyz_min, dtype=torch.float32, device=xyz.device)
     hi = torch.tensor(xyz_max, dtype=torch.float32, device=xyz.device)

@@ -64,19 +64,22 @@ class Ross3D(nn.Module):
         self.diffusion = GaussianDiffusion(config.diffusion_steps)
 
     # ---------------------------------------------------------------- LMM
+    def llm_inputs(self, batch: dict, view_mask: torch.Tensor) -> tuple[LLMInputs, torch.Tensor]:
+        """Projector and visual layout spliced into the text: -> (inputs, patch features (B, V, P, D))."""
+        patch = self.projector(batch["vision"].to(self.projector.linear_1.weight.dtype))
+        visual = visual_tokens(self.config, patch, batch["voxels"], view_mask, self.mask_token, self.image_newline)
+        return splice(self.config, self.llm.get_input_embeddings(), batch, visual), patch
+
     def encode(self, batch: dict, view_mask: torch.Tensor) -> tuple[LLMInputs, torch.Tensor, torch.Tensor]:
         """Run projector, visual layout and the LLM: -> (inputs, patch features (B,V,P,D), hidden (B,L',D))."""
-        dtype = self.projector.linear_1.weight.dtype
-        patch = self.projector(batch["vision"].to(dtype))
-        visual = visual_tokens(self.config, patch, batch["voxels"], view_mask, self.mask_token, self.image_newline)
-        inputs = splice(self.config, self.llm.get_input_embeddings(), batch, visual)
+        inputs, patch = self.llm_inputs(batch, view_mask)
         out = self.llm.model(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, use_cache=False)
         return inputs, patch, out.last_hidden_state
 
     def frame_states(self, hidden: torch.Tensor, visual_start: torch.Tensor) -> torch.Tensor:
         """Hidden states of the visual tokens without newlines: (B, V, g*g, D)."""
-        n = self.config.visual_len
-        return torch.stack([strip_row_newlines(hidden[b, int(s):int(s) + n], self.config.n_frames, self.config.pool_grid)
+        n, cfg = self.config.visual_len, self.config
+        return torch.stack([strip_row_newlines(hidden[b, int(s):int(s) + n], cfg.n_frames, cfg.pool_grid)
                             for b, s in enumerate(visual_start)])
 
     def conditions(self, frames: torch.Tensor, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,7 +99,8 @@ class Ross3D(nn.Module):
         ids = batch["input_ids"]
         bsz = ids.shape[0]
         ground = batch.get("grounding", torch.zeros(bsz, dtype=torch.bool, device=ids.device)).bool()
-        masking = masking_samples(self.config, ~ground, global_step, generator) if self.training else ground & False
+        masking = masking_samples(self.config, ~ground, global_step, generator) if self.training \
+            else torch.zeros_like(ground)
         view_mask = draw_view_mask(self.config, masking, generator)
         inputs, patch, hidden = self.encode(batch, view_mask)
         text = (~ground).float()
@@ -142,11 +146,11 @@ class Ross3D(nn.Module):
             dummy = self.ground_head.scores(hidden[0, 0], patch.new_zeros(1, d))
             return losses + 0.0 * dummy.sum()
         queries = self._query_states(inputs, hidden, rows)
+        per_sample = []
         for q, b in zip(queries, rows):
-            scores = self._object_scores(batch, patch, q, b)
             positive = batch["object_positive"][b][batch["object_valid"][b].bool()].bool()
-            losses = losses.index_put((torch.tensor([b], device=losses.device),), self.ground_head.loss(scores, positive)[None])
-        return losses
+            per_sample.append(self.ground_head.loss(self._object_scores(batch, patch, q, b), positive))
+        return losses.index_add(0, torch.tensor(rows, device=losses.device), torch.stack(per_sample))
 
     @torch.no_grad()
     def ground_scores(self, batch: dict) -> list[torch.Tensor]:
@@ -164,10 +168,7 @@ class Ross3D(nn.Module):
         """Greedy decoding with a KV cache; returns the new token ids of each sample (up to and without eos)."""
         bsz = batch["input_ids"].shape[0]
         view_mask = torch.zeros(bsz, self.config.n_frames, dtype=torch.bool, device=batch["input_ids"].device)
-        dtype = self.projector.linear_1.weight.dtype
-        patch = self.projector(batch["vision"].to(dtype))
-        visual = visual_tokens(self.config, patch, batch["voxels"], view_mask, self.mask_token, self.image_newline)
-        inputs = splice(self.config, self.llm.get_input_embeddings(), batch, visual)
+        inputs, _ = self.llm_inputs(batch, view_mask)
         embeds, mask = _left_pad(inputs.embeds, inputs.attention_mask)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 do_sample=False, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
@@ -180,14 +181,14 @@ class Ross3D(nn.Module):
 
     @torch.no_grad()
     def reconstruction_conditions(self, batch: dict, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run the LMM with the given (B, V) bool view mask; return the pooled denoiser conditions (see `conditions`)."""
+        """Run the LMM with the given (B, V) bool view mask; return the pooled denoiser conditions."""
         inputs, _, hidden = self.encode(batch, view_mask.bool())
         return self.conditions(self.frame_states(hidden, inputs.visual_start), view_mask.bool())
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, kind: str = "view", steps: int = 50, sampler: str = "ddim",
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoiser sampling: cond (N, Q, d) -> scaled latents (N, 4C, g, g); decode with reconstruction.decode_latents."""
+        """Denoiser sampling: cond (N, Q, d) -> scaled latents (N, 4C, g, g) (see reconstruction.decode_latents)."""
         return sample_latents(self.config, self.denoiser, self.diffusion, cond, kind, steps, sampler, generator)
 
 

@@ -44,8 +44,8 @@ def add_tokens(tokenizer, llm) -> dict[str, int]:
     weight = llm.get_input_embeddings().weight
     if len(tokenizer) > _rows(weight):
         if hasattr(weight, "ds_id"):
-            raise ConfigError(f"added tokens: {len(tokenizer)} ids do not fit the {_rows(weight)}-row ZeRO-3-partitioned "
-                              "embedding; add the tokens before partitioning")
+            raise ConfigError(f"added tokens: {len(tokenizer)} ids do not fit the {_rows(weight)}-row "
+                              "ZeRO-3-partitioned embedding; add the tokens before partitioning")
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     new = [i for i in ids.values() if i >= n_before]
     mats = [llm.get_input_embeddings().weight]
