@@ -2,8 +2,9 @@
 LLM hidden states, with separate view and BEV input embedders, position tables and poolers.
 
 Parameter names follow the original's `mm_inv_projector.net.*` so checkpoints map one to one:
-`x_embedder_{view,bev}.proj` (1x1 convs), `pos_embed_{view,bev}`, `t_embedder.mlp`, `z_embedder_{view,bev}` (poolers: `proj.1`, `k`, `v`,
-`cls_token`, `linear`), `blocks.i.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}`, `final_layer`.
+`x_embedder_{view,bev}.proj` (1x1 convs), `pos_embed_{view,bev}`, `t_embedder.mlp`, `z_embedder_{view,bev}`
+(poolers: `proj.1`, `k`, `v`, `cls_token`, `linear`), `blocks.i.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2,
+adaLN_modulation.1}`, `final_layer`.
 Unlike the original, DiT initialisation runs (xavier linears, sin-cos tables, adaLN-zero).
 """
 
