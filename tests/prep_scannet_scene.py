@@ -1,6 +1,6 @@
 """A tiny hand-made ScanNet-format scan for the prep tests: a box room (floor, four walls, a flat ceiling and a
 tilted ceiling fragment along one wall) with a table, written in the raw (unaligned) frame, depth rendered by
-open3d ray casting from cameras inside the room, random small JPEGs as colour."""
+ross3d.render ray casting from cameras inside the room, random small JPEGs as colour."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from ross3d.render import MeshRaycaster, pinhole_rays
 from ross3d.scannet.sens import SensWriter
 
 ROOM = (4.0, 3.0, 2.5)  # x, y, z extent in the aligned frame, floor at z = 0, room centred at x = y = 0
@@ -104,18 +105,11 @@ def depth_intrinsic(depth_size=DEPTH_SIZE) -> np.ndarray:
     return k
 
 
-def render_depth(scene, cam_to_world_aligned, depth_size=DEPTH_SIZE) -> np.ndarray:
-    """uint16 mm depth (z along the optical axis) of an open3d RaycastingScene of the aligned mesh."""
-    w, h = depth_size
-    k = depth_intrinsic(depth_size)
-    u, v = np.meshgrid(np.arange(w), np.arange(h))
-    dirs_cam = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u, float)], -1)
-    dirs = dirs_cam @ cam_to_world_aligned[:3, :3].T
-    origins = np.broadcast_to(cam_to_world_aligned[:3, 3], dirs.shape)
-    rays = np.concatenate([origins, dirs], -1).reshape(-1, 6).astype(np.float32)
-    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().reshape(h, w)
-    depth = np.where(np.isfinite(t), t * 1000.0, 0)  # dirs have unit z in the camera: t is the z depth
-    return np.clip(np.rint(depth), 0, 65535).astype(np.uint16)
+def render_depth(caster: MeshRaycaster, cam_to_world_aligned, depth_size=DEPTH_SIZE) -> np.ndarray:
+    """uint16 mm depth (z along the optical axis) of the aligned mesh."""
+    origins, directions = pinhole_rays(depth_intrinsic(depth_size), *depth_size, cam_to_world_aligned)
+    t = caster.cast(origins, directions).t  # directions have unit camera z: t is the z depth
+    return np.clip(np.rint(np.where(np.isfinite(t), t * 1000.0, 0)), 0, 65535).astype(np.uint16)
 
 
 def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[int, ...] = (10, 30), seed: int = 0,
@@ -128,8 +122,7 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
     root.mkdir(parents=True)
     axis = axis_alignment()
     verts, cols, faces, segs = build_mesh(scale, subdivisions)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(verts.astype(np.float32), faces.astype(np.uint32))
+    caster = MeshRaycaster(verts, faces, cols)
     raw = verts @ np.linalg.inv(axis)[:3, :3].T + np.linalg.inv(axis)[:3, 3]
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(raw), o3d.utility.Vector3iVector(faces))
     mesh.vertex_colors = o3d.utility.Vector3dVector(cols / 255.0)
@@ -150,7 +143,7 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
             eye = np.array([1.2 * scale * np.cos(angle), 0.9 * scale * np.sin(angle), 1.5])
             target = [0.8 * scale * np.cos(angle + 2.2), 0.6 * scale * np.sin(angle + 2.2), 0.4]
             aligned_pose = _look_at(eye, target)
-            depth = render_depth(scene, aligned_pose, depth_size)
+            depth = render_depth(caster, aligned_pose, depth_size)
             pose = (inv_axis @ aligned_pose).astype(np.float32)
             if i in invalid:
                 pose = np.full((4, 4), -np.inf, np.float32)
