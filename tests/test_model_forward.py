@@ -188,3 +188,18 @@ def test_denoiser_starts_from_dit_initialisation(model, config):
     assert not den.ln_pre.elementwise_affine and den.ln_pre.eps == 1e-5
     std = model.mask_token.std().item()
     assert 0.5 / config.hidden_size ** 0.5 < std < 2 / config.hidden_size ** 0.5
+
+
+def test_losses_decrease_when_fitting_one_batch(config):
+    torch.manual_seed(4)
+    model = Ross3D(config).train()
+    batch = random_batch(config, 2, grounding=[False, True])
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    history = []
+    for step in range(6):
+        out = model(batch, global_step=1, generator=torch.Generator().manual_seed(step % 2))  # never masking
+        out["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+        history.append({k: float(v) for k, v in out.items()})
+    assert history[-1]["lm_loss"] < history[0]["lm_loss"] and history[-1]["ground_loss"] < history[0]["ground_loss"]
