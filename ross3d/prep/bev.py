@@ -1,7 +1,8 @@
 """Top-down orthographic BEV of the aligned mesh by ray casting, with the ceiling removed, plus a PNG preview.
 
 Ceiling rule (robust to tilted ceiling fragments hanging 0.3-0.6 m below the mesh top along the walls):
-- floor = 2nd percentile of vertex z, top = max vertex z, height = top - floor;
+- floor = 2nd and top = 99.5th percentile of vertex z (a few stray vertices above the ceiling do not move the
+  cut), height = top - floor;
 - the cut is at `max(top - 0.8 m, floor + 0.5 * height)`: rays start at the cut and look straight down, so
   everything above it is ignored and every pixel over geometry below the cut shows the top-most surface there;
 - faces whose normal points down (n_z < -0.5) and whose centroid lies in the upper half of the room are dropped as
@@ -41,7 +42,7 @@ def square_bounds(vertices: np.ndarray, margin: float = MARGIN) -> np.ndarray:
 def ceiling_cut(vertices: np.ndarray) -> tuple[float, float]:
     """(cut height, mid height) of the rule in the module docstring."""
     z = vertices[:, 2]
-    floor, top = float(np.percentile(z, 2)), float(z.max())
+    floor, top = (float(v) for v in np.percentile(z, [2, 99.5]))
     return max(top - CUT_BELOW_TOP, floor + 0.5 * (top - floor)), floor + 0.5 * (top - floor)
 
 

@@ -48,12 +48,19 @@ def _batch(rows: list[SensFrame]) -> pa.RecordBatch:
 
 def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: Path,
                        visit: Callable[[int, SensFrame], None]) -> KeptFrames:
-    """Write kept frame k's depth to `depth_out[k]` and its row to `frames_path`; call `visit(k, frame)` for valid
-    frames. `depth_out` is any array-like with item assignment of shape (n_kept, H, W)."""
+    """Write kept frame k's depth to `depth_out[k]` and its row to `frames_path` (both in groups of 16 frames);
+    call `visit(k, frame)` for valid frames. `depth_out` is an array-like of shape (n_kept, H, W) that takes slice
+    assignment."""
     idx, poses, valid, pending = [], [], [], []
+
+    def flush(writer: pq.ParquetWriter) -> None:
+        start = len(idx) - len(pending)
+        depth_out[start:len(idx)] = np.stack([f.depth for f in pending])  # one call: chunks written together
+        writer.write_batch(_batch(pending))
+        pending.clear()
+
     with pq.ParquetWriter(frames_path, FRAMES_SCHEMA, compression="none") as writer:
         for k, frame in enumerate(reader.frames(stride)):
-            depth_out[k] = frame.depth
             idx.append(frame.index)
             poses.append(frame.pose)
             valid.append(frame.valid)
@@ -61,10 +68,9 @@ def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: 
             if frame.valid:
                 visit(k, frame)
             if len(pending) == _ROW_GROUP:
-                writer.write_batch(_batch(pending))
-                pending = []
+                flush(writer)
         if pending:
-            writer.write_batch(_batch(pending))
+            flush(writer)
         if not idx:
             writer.write_table(FRAMES_SCHEMA.empty_table())
     return KeptFrames(np.asarray(idx, np.int64), np.asarray(poses, np.float32).reshape(-1, 4, 4),
