@@ -28,12 +28,21 @@ def run_local(scans_dir: Path, prep_dir: Path, scene_ids: list[str], options: Pr
             yield future.result()
 
 
+def check_executor(executor: str) -> None:
+    """Fail before any work when the executor is unknown or Ray is missing."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'ross3d[ray]'") from None
+
+
 def run_ray(scans_dir: Path, prep_dir: Path, scene_ids: list[str], options: PrepOptions, address: str | None
             ) -> Iterator[SceneResult]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'ross3d[ray]'") from None
+    import ray
+
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -50,8 +59,7 @@ def run_ray(scans_dir: Path, prep_dir: Path, scene_ids: list[str], options: Prep
 
 def run_scenes(executor: str, scans_dir: Path, prep_dir: Path, scene_ids: list[str], options: PrepOptions,
                workers: int = 1, ray_address: str | None = None) -> Iterator[SceneResult]:
-    if executor == "local":
-        return run_local(scans_dir, prep_dir, scene_ids, options, workers)
+    check_executor(executor)
     if executor == "ray":
         return run_ray(scans_dir, prep_dir, scene_ids, options, ray_address)
-    raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    return run_local(scans_dir, prep_dir, scene_ids, options, workers)

@@ -12,7 +12,7 @@ from ross3d import __version__
 from ross3d.errors import InputError
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
-from ross3d.prep.executors import run_scenes
+from ross3d.prep.executors import check_executor, run_scenes
 from ross3d.prep.store import (
     OBJECTS_SCHEMA, SCENES_SCHEMA, SELECTIONS_SCHEMA, clean_stale, read_committed, write_json_atomic,
     write_table_atomic,
@@ -84,6 +84,7 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     scans_dir, prep_dir = Path(scans_dir), Path(prep_dir)
     progress = progress or NullProgress()
     scene_ids = list_scenes(scans_dir, scenes)
+    check_executor(executor)
     start = time.perf_counter()
     (prep_dir / "scenes").mkdir(parents=True, exist_ok=True)
     (prep_dir / "manifest.json").unlink(missing_ok=True)
