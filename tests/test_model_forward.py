@@ -191,15 +191,16 @@ def test_denoiser_starts_from_dit_initialisation(model, config):
 
 
 def test_losses_decrease_when_fitting_one_batch(config):
+    config = config.replace(n_frames=4)
     torch.manual_seed(4)
     model = Ross3D(config).train()
     batch = random_batch(config, 2, grounding=[False, True])
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
-    for step in range(6):
+    for step in range(4):
         out = model(batch, global_step=1, generator=torch.Generator().manual_seed(step % 2))  # never masking
         out["loss"].backward()
         opt.step()
         opt.zero_grad()
-        history.append({k: float(v) for k, v in out.items()})
+        history.append({k: v.item() for k, v in out.items()})
     assert history[-1]["lm_loss"] < history[0]["lm_loss"] and history[-1]["ground_loss"] < history[0]["ground_loss"]
