@@ -51,9 +51,14 @@ class MeshVoxels:
 
     def ids(self, points: np.ndarray) -> np.ndarray:
         """Sorted unique ids of the mesh voxels that (N, 3) points fall in (points elsewhere are dropped)."""
-        idx = voxel_indices(points) - self.origin
-        inside = ((idx >= 0) & (idx < self.shape)).all(axis=1)
-        hit = self.grid[np.ravel_multi_index(idx[inside].T, self.shape)]
+        q = np.rint(points.astype(np.float32, copy=False) / np.float32(VOXEL_SIZE))  # same as voxel_indices
+        q -= self.origin.astype(np.float32)  # exact: voxel indices are small integers
+        inside = np.ones(len(q), bool)
+        for axis in range(3):
+            inside &= (q[:, axis] >= 0) & (q[:, axis] < self.shape[axis])
+        q = q[inside].astype(np.int64)
+        flat = (q[:, 0] * self.shape[1] + q[:, 1]) * self.shape[2] + q[:, 2]
+        hit = self.grid[flat]
         seen = np.zeros(self.count, bool)
         seen[hit[hit >= 0]] = True
         return np.flatnonzero(seen)
