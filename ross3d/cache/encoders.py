@@ -53,9 +53,8 @@ class VaeEncoder:
         except (OSError, ValueError, TypeError) as err:
             raise InputError(self.dir, f"cannot load AutoencoderKL: {err}") from None
         self.device, self.dtype = device, dtype
-        self.vae = vae.float().eval().requires_grad_(False).to(device)
-        if device.type == "cuda":
-            self.vae = self.vae.to(memory_format=torch.channels_last)
+        # channels_last: faster convolutions on GPU and with oneDNN on CPU (same results within fp32 rounding)
+        self.vae = vae.float().eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
         config = self.vae.config
         self.shift_factor = float(config.shift_factor or 0.0)
         self.scaling_factor = float(config.scaling_factor)
@@ -69,9 +68,7 @@ class VaeEncoder:
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward for the whole batch; returns (mean, logvar) as float32 on the CPU."""
-        x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with _autocast(self.device, self.dtype):
             dist = self.vae.encode(x).latent_dist
         return dist.mean.float().cpu(), dist.logvar.float().cpu()
