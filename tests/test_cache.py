@@ -180,3 +180,23 @@ def test_resume_after_sigkill(built, tmp_path):
     ref = CacheReader(cache).load_scene(SCENES[1], "uniform")
     got = CacheReader(out).load_scene(SCENES[1], "uniform")
     np.testing.assert_allclose(got["frames/vae_mean"], ref["frames/vae_mean"], rtol=1e-4, atol=5e-5)
+
+
+def test_torchrun_two_ranks_share_scenes(built, tmp_path):
+    inputs, cache = built
+    out = tmp_path / "cache"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ross3d_cli.app", "cache-latents",
+           str(inputs["prep"]), str(out), "--vae", str(inputs["vae"]), "--device", "cpu", "--strategy", "uniform"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 scenes cached" in done.stderr  # each rank encoded its own scene
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    assert sorted(r["scene_id"] for r in index) == SCENES
+    assert not list(out.glob(".failed-rank*"))
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    for scene_id in SCENES:
+        got = CacheReader(out).load_scene(scene_id, "uniform")["frames/vae_mean"]
+        ref = CacheReader(cache).load_scene(scene_id, "uniform")["frames/vae_mean"]
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=5e-5)

@@ -52,7 +52,7 @@ def decode_view(jpeg: bytes, depth_w: int, depth_h: int, source: str = "color_jp
         raise InputError(source, f"depth aspect {depth_w}x{depth_h} gives width {width} < crop {size}")
     image = image.resize((width, size), Image.BICUBIC)
     left = (width - size) // 2
-    return np.asarray(image.crop((left, 0, left + size, size)))
+    return np.array(image.crop((left, 0, left + size, size)))
 
 
 def to_unit_range(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
