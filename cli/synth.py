@@ -1,5 +1,43 @@
-"""`ross3d synth`: synthetic ScanNet-format scenes (placeholder registration until the generator lands)."""
+"""`ross3d synth`: synthetic ScanNet-format scans and benchmark annotations (the embedded default data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import typer
 
+synth_app = typer.Typer(help="Synthetic ScanNet-format data for the demo, tests and benchmarks.", no_args_is_help=True)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not WIDTHxHEIGHT") from None
+    return w, h
+
+
+@synth_app.command("scannet")
+def synth_scannet(
+    out_dir: Path = typer.Argument(..., help="Writes OUT_DIR/scans/<scene>/, OUT_DIR/benchmarks/, OUT_DIR/scannet_metadata/."),
+    scenes: int = typer.Option(3, help="Number of scenes."),
+    frames: int = typer.Option(340, help="Frames per .sens stream."),
+    seed: int = typer.Option(0, help="Everything is a deterministic function of the seed."),
+    color_size: str = typer.Option("320x240", help="Colour frame size WxH (real ScanNet: 1296x968)."),
+    depth_size: str = typer.Option("160x120", help="Depth frame size WxH (real ScanNet: 640x480)."),
+) -> None:
+    """Rooms with furniture as real ScanNet scans (.sens, mesh, alignment, aggregation) plus ScanQA, SQA3D,
+    ScanRefer and Multi3DRefer annotations generated from the scenes."""
+    from ross3d.synth.scenes import generate_synthetic_dataset
+    from ross3d_cli.console import RichProgress, console, user_errors
+
+    with user_errors(), RichProgress() as progress:
+        ids = generate_synthetic_dataset(out_dir, scenes, frames, seed, _size(color_size), _size(depth_size), progress)
+    if ids is None:
+        console.print(f"{out_dir}: already generated with these settings")
+    else:
+        console.print(f"wrote {len(ids)} scenes to {out_dir / 'scans'} and annotations to {out_dir / 'benchmarks'}")
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(synth_app, name="synth")
