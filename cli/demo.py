@@ -22,9 +22,19 @@ console = Console()
 
 
 def _stages(out: Path) -> list[tuple[str, list[str]]]:
-    data = out / "data"
+    data, prep, cache, enc = out / "data", out / "prep", out / "cache", out / "encoders"
+    bench = data / "benchmarks"
     return [
         ("synth", ["synth", "scannet", str(data), "--scenes", "3", "--seed", "0"]),
+        ("encoders", ["synth", "encoders", str(enc)]),
+        ("prep scannet", ["prep", "scannet", str(data / "scans"), str(prep), "--num-frames", "8"]),
+        ("prep qa", ["prep", "qa", str(prep), "--scanqa", str(bench / "scanqa"), "--sqa3d", str(bench / "sqa_task"),
+                     "--scanrefer", str(bench / "scanrefer"), "--multi3drefer", str(bench / "multi3drefer"),
+                     "--label-map", str(data / "scannet_metadata" / "scannetv2-labels.combined.tsv")]),
+        ("inspect", ["inspect", "scene", str(prep), "scene0000_00", "--out", str(out / "inspect_scene0000_00.png")]),
+        ("cache-latents", ["cache-latents", str(prep), str(cache), "--vae", str(enc / "tiny-vae"),
+                           "--vision-tower", str(enc / "tiny-siglip")]),
+        ("verify", ["verify", str(cache)]),
     ]
 
 

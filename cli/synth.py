@@ -39,5 +39,23 @@ def synth_scannet(
         console.print(f"wrote {len(ids)} scenes to {out_dir / 'scans'} and annotations to {out_dir / 'benchmarks'}")
 
 
+@synth_app.command("encoders")
+def synth_encoders(
+    out_dir: Path = typer.Argument(..., help="Writes OUT_DIR/tiny-vae and OUT_DIR/tiny-siglip."),
+    seed: int = typer.Option(0, help="Seed of the random weights."),
+) -> None:
+    """Tiny FLUX-shaped VAE and tiny SigLIP vision tower with RANDOM weights (labelled as such in each folder),
+    for the demo and tests where the real FLUX.1-dev VAE and LLaVA-Video tower cannot be downloaded."""
+    from ross3d.cache.tiny import save_tiny_siglip, save_tiny_vae
+    from ross3d_cli.console import console
+
+    vae, siglip = out_dir / "tiny-vae", out_dir / "tiny-siglip"
+    if not (vae / "config.json").is_file():
+        save_tiny_vae(vae, seed=seed)
+    if not (siglip / "config.json").is_file():
+        save_tiny_siglip(siglip, seed=seed)
+    console.print(f"random-weight encoders: {vae}, {siglip}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(synth_app, name="synth")
