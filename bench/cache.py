@@ -56,17 +56,19 @@ def per_image_loop(vae, jpegs: list[bytes], device: torch.device) -> np.ndarray:
 
 def batched_path(encoder: VaeEncoder, jpegs: list[bytes], batch_size: int, workers: int) -> np.ndarray:
     """Our path: decoding and resizing in worker threads, overlapped with batched encoder calls."""
-    means = []
+    def encode(batch):  # as ross3d.cache.encode: uint8 to the device, normalisation and resize there
+        views = to_unit_range(torch.from_numpy(np.stack(batch)).to(encoder.device))
+        return encoder.encode(vae_view_input(views))[0]
+
+    means, batch = [], []
     with ThreadPoolExecutor(workers) as pool:
-        decoded = pool.map(lambda j: decode_view(j, *DEPTH_SIZE), jpegs)
-        batch = []
-        for view in decoded:
+        for view in pool.map(lambda j: decode_view(j, *DEPTH_SIZE), jpegs):
             batch.append(view)
             if len(batch) == batch_size:
-                means.append(encoder.encode(vae_view_input(to_unit_range(np.stack(batch))))[0])
+                means.append(encode(batch))
                 batch = []
         if batch:
-            means.append(encoder.encode(vae_view_input(to_unit_range(np.stack(batch))))[0])
+            means.append(encode(batch))
     return torch.cat(means).numpy()
 
 
@@ -155,7 +157,8 @@ def main() -> None:
         encoder = VaeEncoder(full_dir, device, "bf16")
         n = max(args.images_full, 4 * args.batch_size)
         batched_path(encoder, jpegs[:args.batch_size], args.batch_size, args.workers)
-        views = vae_view_input(to_unit_range(np.stack([decode_view(j, *DEPTH_SIZE) for j in jpegs[:args.batch_size]])))
+        views = vae_view_input(to_unit_range(torch.from_numpy(np.stack(
+            [decode_view(j, *DEPTH_SIZE) for j in jpegs[:args.batch_size]])).to(device)))
         t, _ = timed(lambda: [encoder.encode(views) for _ in range(n // args.batch_size)])
         rate = (n // args.batch_size) * args.batch_size / t
         t_e2e, _ = timed(batched_path, encoder, (jpegs * (n // len(jpegs) + 1))[:n], args.batch_size, args.workers)

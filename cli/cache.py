@@ -22,7 +22,7 @@ def cache_latents(
     batch_size: int = typer.Option(16, "--batch-size", help="Images per encoder call (batches span scenes)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Compute dtype fp32, bf16 or fp16 "
                                         "(default: bf16 autocast on cuda, fp32 on cpu)."),
-    workers: int = typer.Option(2, "--workers", help="Threads decoding JPEGs ahead of the encoder."),
+    workers: int = typer.Option(4, "--workers", help="Threads decoding JPEGs ahead of the encoder."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same settings."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Replace a cache built with other settings."),
 ) -> None:

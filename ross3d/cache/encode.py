@@ -31,9 +31,10 @@ def encode_group(scenes: list[LoadedScene], vae: VaeEncoder, vision: VisionEncod
                  progress: Progress) -> list[tuple[dict[str, np.ndarray], dict[str, dict]]]:
     """Encode a group of scenes; per scene (arrays, attrs) keyed by contract paths."""
     counts = [len(s.frame_idx) for s in scenes]
-    views = to_unit_range(np.concatenate([s.views for s in scenes]))
+    # uint8 goes to the encoder's device; normalisation and the 216 resize run there
+    views = to_unit_range(torch.from_numpy(np.concatenate([s.views for s in scenes])).to(vae.device))
     view_mean, view_logvar = _vae_all(vae, vae_view_input(views), batch_size, progress)
-    bevs = [to_unit_range(s.bev_rgb)[None] for s in scenes]
+    bevs = [to_unit_range(torch.from_numpy(s.bev_rgb).to(vae.device))[None] for s in scenes]
     if len({b.shape for b in bevs}) == 1:
         bev_mean, bev_logvar = _vae_all(vae, torch.cat(bevs), batch_size, progress)
     else:  # scenes rendered at different BEV sizes cannot share a batch

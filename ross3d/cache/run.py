@@ -37,7 +37,7 @@ class CacheOptions:
     dtype: str | None = None  # compute dtype; None: bf16 on cuda, fp32 on cpu
     device: str | None = None
     batch_size: int = 16
-    workers: int = 2
+    workers: int = 4
     resume: bool = True
     rebuild: bool = False
 
