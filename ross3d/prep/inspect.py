@@ -15,19 +15,20 @@ from ross3d.prep.options import STRATEGIES
 
 THUMB = (96, 72)
 COLUMNS = 8
-MARKERS = {"uniform": ("tab:cyan", "o"), "max-coverage": ("tab:orange", "x")}
+MARKERS = {"uniform": ("tab:cyan", "o", 90), "max-coverage": ("tab:orange", "x", 40)}
 
 
 def _mosaic(jpegs: list[bytes]) -> np.ndarray:
     """Thumbnails in a grid of COLUMNS columns (black where the grid is not full)."""
     from PIL import Image
 
-    rows = -(-len(jpegs) // COLUMNS)
+    columns = min(COLUMNS, len(jpegs))
+    rows = -(-len(jpegs) // columns)
     w, h = THUMB
-    out = np.zeros((rows * h, COLUMNS * w, 3), np.uint8)
+    out = np.zeros((rows * h, columns * w, 3), np.uint8)
     for n, data in enumerate(jpegs):
         thumb = Image.open(io.BytesIO(data)).convert("RGB").resize(THUMB)
-        r, c = divmod(n, COLUMNS)
+        r, c = divmod(n, columns)
         out[r * h:(r + 1) * h, c * w:(c + 1) * w] = np.asarray(thumb)
     return out
 
@@ -75,12 +76,14 @@ def inspect_scene(prep_dir: str | Path, scene_id: str, out_png: str | Path) -> P
         ax.set_title(f"{strategy}: frames {', '.join(str(r['frame_idx']) for r in rows)}", fontsize=8)
         ax.axis("off")
         centres = np.array([(axis @ poses[k])[:3, 3] for k in picked])
-        colour, marker = MARKERS[strategy]
-        bev_ax.scatter(centres[:, 0], centres[:, 1], c=colour, marker=marker, s=25, label=strategy)
+        colour, marker, area = MARKERS[strategy]
+        style = {"facecolors": "none", "edgecolors": colour} if marker == "o" else {"c": colour}
+        bev_ax.scatter(centres[:, 0], centres[:, 1], marker=marker, s=area, linewidths=1.5, label=strategy, **style)
         curve_ax.plot(np.arange(1, len(rows) + 1), np.cumsum([r["new_voxels"] for r in rows]), color=colour,
                       marker=marker, label=strategy)
     bev_ax.set_title(f"{scene_id}: BEV and selected cameras")
     bev_ax.legend(fontsize=8)
+    curve_ax.xaxis.get_major_locator().set_params(integer=True)
     curve_ax.set_xlabel("frames selected")
     curve_ax.set_ylabel("mesh voxels covered (0.1 m)")
     curve_ax.legend(fontsize=8)
