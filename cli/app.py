@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the modules themselves import only typer at import time.
-COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "eval", "inspect", "model", "cache"]
+COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "eval", "inspect", "model", "cache", "train"]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,101 @@
+"""The trainer's typed config tree (`ross3d train CONFIG.yaml --set key=value`).
+
+configs/*.yaml hold deltas against these defaults; `load_train_config` type-checks every key (an unknown key or a
+bad value raises ConfigError naming the dotted key) and `validate` checks ranges and cross-field rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ross3d.config_tree import load_config
+from ross3d.errors import ConfigError
+from ross3d.prep.qa.schema import TASKS
+
+
+@dataclass
+class DataConfig:
+    prep_dir: str = "runs/demo/prep"  # holds samples.parquet
+    cache_dir: str = "runs/demo/cache"
+    split: str = "train"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    strategy: Literal["uniform", "max-coverage"] = "uniform"
+    spatial_instruction: bool = False  # the original's optional sentence before the first question
+    grouping: Literal["task", "shuffle"] = "task"  # task: every optimizer step holds one task group (original)
+    num_workers: int = 2
+    prefetch_factor: int = 2
+    pin_memory: bool = True  # only takes effect on GPU
+    scene_cache: int = 4  # scenes kept in memory per loader worker
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"  # used when init is null: fresh random weights of this size preset
+    init: str | None = None  # a ross3d model folder (safetensors + config + tokenizer) to start from
+    tokenizer_vocab: int = 400  # fresh runs without init: BPE vocabulary trained on the samples' texts
+    mask_ratio: float = 0.25
+    mask_schedule: Literal["step", "sample"] = "step"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_ratio: float = 0.03  # linear warmup over this fraction of the steps, then cosine to 0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs; `output_dir` receives log.jsonl, checkpoints/, config.yaml and the loss curve."""
+
+    output_dir: str = "runs/train"
+    seed: int = 0
+    micro_batch: int = 1
+    grad_accum: int = 1
+    epochs: int = 1
+    max_steps: int = 0  # > 0: stop after this many optimizer steps (the schedule spans them)
+    zero_stage: Literal[2, 3] = 2
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    save_every: int = 0  # optimizer steps between resumable checkpoints; 0: only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> TrainConfig:
+        positive = {"micro_batch": self.micro_batch, "grad_accum": self.grad_accum, "epochs": self.epochs,
+                    "log_every": self.log_every, "keep_checkpoints": self.keep_checkpoints,
+                    "data.prefetch_factor": self.data.prefetch_factor, "data.scene_cache": self.data.scene_cache,
+                    "model.tokenizer_vocab": self.model.tokenizer_vocab}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {value}")
+        for key, value in {"max_steps": self.max_steps, "save_every": self.save_every,
+                           "data.num_workers": self.data.num_workers, "optim.weight_decay": self.optim.weight_decay,
+                           "optim.grad_clip": self.optim.grad_clip}.items():
+            if value < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {value}")
+        if not self.optim.lr > 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.optim.lr}")
+        if not 0 <= self.optim.warmup_ratio < 1:
+            raise ConfigError(f"optim.warmup_ratio: must lie in [0, 1), got {self.optim.warmup_ratio}")
+        if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
+            raise ConfigError(f"optim.betas: must be two numbers in [0, 1), got {self.optim.betas}")
+        bad = [t for t in self.data.tasks if t not in TASKS]
+        if bad or not self.data.tasks:
+            raise ConfigError(f"data.tasks: {bad or 'empty'} not among {list(TASKS)}")
+        return self
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults <- YAML file <- `key=value` overrides, type-checked and validated."""
+    return load_config(TrainConfig, path, list(overrides)).validate()

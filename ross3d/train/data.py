@@ -1,0 +1,142 @@
+"""Training data from PREP_DIR/samples.parquet and CACHE_DIR only: tokenised samples, per-worker scene caching,
+the collator into the model's batch format, and the loader that replays an epoch plan from any step.
+
+No image is decoded and no encoder is loaded here: every visual input is a cached array. A micro-batch is one
+loader item (the dataset's `__getitem__` takes the micro-batch's sample indices), so workers and pinned-memory
+prefetch work on whole micro-batches and a scene block read once serves every sample of that scene that follows.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ross3d.chat import ChatEncoder
+from ross3d.errors import InputError
+from ross3d.train.config import DataConfig
+from ross3d.train.sampler import rank_micro_batches
+
+GROUNDING_TASKS = ("scanrefer", "multi3drefer")
+
+
+@dataclass(frozen=True)
+class TextSample:
+    """One tokenised training sample and the per-sample fields the collator needs."""
+
+    task: str
+    scene_id: str
+    input_ids: np.ndarray
+    labels: np.ndarray
+    object_ids: tuple[int, ...]
+    box_center: tuple[float, float, float] | None
+
+
+def load_text_samples(config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
+    """The configured split and tasks of samples.parquet, tokenised with the Qwen chat template."""
+    from pathlib import Path
+
+    from ross3d.prep.qa.schema import read_samples
+
+    path = Path(config.prep_dir) / "samples.parquet"
+    rows = read_samples(path, tasks=config.tasks, splits=[config.split])
+    if not rows:
+        raise InputError(path, f"no {config.split!r} samples of tasks {config.tasks}")
+    out = []
+    for row in rows:
+        enc = encoder.encode([{"from": r, "value": t} for r, t in row.conversations], config.spatial_instruction)
+        box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
+        out.append(TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
+                              np.asarray(enc.labels, np.int64), tuple(row.object_ids), box))
+    return out
+
+
+class SceneCache:
+    """The last `size` scene blocks read from the cache (LRU); one read per scene while its samples follow."""
+
+    def __init__(self, cache_dir: str, strategy: str, size: int):
+        self.cache_dir, self.strategy, self.size = cache_dir, strategy, size
+        self._reader = None
+        self._scenes: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        self.reads = 0
+
+    def get(self, scene_id: str) -> dict[str, np.ndarray]:
+        if scene_id in self._scenes:
+            self._scenes.move_to_end(scene_id)
+            return self._scenes[scene_id]
+        if self._reader is None:  # opened lazily, so each loader worker opens its own
+            from ross3d.cache.reader import CacheReader
+
+            self._reader = CacheReader(self.cache_dir)
+        arrays = self._reader.load_scene(scene_id, self.strategy)
+        self.reads += 1
+        self._scenes[scene_id] = arrays
+        if len(self._scenes) > self.size:
+            self._scenes.popitem(last=False)
+        return arrays
+
+
+def _pad(arrays: Sequence[np.ndarray], length: int, value) -> torch.Tensor:
+    out = np.full((len(arrays), length, *arrays[0].shape[1:]), value, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+    return torch.from_numpy(out)
+
+
+def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray]], pad_id: int) -> dict:
+    """Right-padded text and stacked cached tensors in the model's batch format (docs/model.md)."""
+    length = max(len(s.input_ids) for s in samples)
+    n_obj = max(1, max(len(sc["objects/object_ids"]) for sc in scenes))
+    ids = _pad([s.input_ids for s in samples], length, pad_id)
+    labels = _pad([s.labels for s in samples], length, -100)
+    mask = _pad([np.ones(len(s.input_ids), np.int64) for s in samples], length, 0)
+    # objects without vertices have NaN boxes: padding for the grounding head, never a target
+    valid = [np.isfinite(sc["objects/boxes"]).all(1) for sc in scenes]
+    positive = [np.isin(sc["objects/object_ids"], s.object_ids) & v for s, sc, v in zip(samples, scenes, valid)]
+    boxes = [np.where(v[:, None], sc["objects/boxes"], 0.0).astype(np.float32) for sc, v in zip(scenes, valid)]
+    has_box = [s.box_center is not None and bool(np.isfinite(s.box_center).all()) for s in samples]
+    stack = lambda key: torch.from_numpy(np.stack([sc[key] for sc in scenes]))  # noqa: E731
+    return {
+        "input_ids": ids, "attention_mask": mask, "labels": labels,
+        "vision": stack("frames/vision"), "voxels": stack("tokens/voxels"),
+        "view_mean": stack("frames/vae_mean"), "view_logvar": stack("frames/vae_logvar"),
+        "bev_mean": stack("bev/vae_mean"), "bev_logvar": stack("bev/vae_logvar"), "bev_valid": stack("bev/valid27"),
+        "grounding": torch.tensor([s.task in GROUNDING_TASKS for s in samples]),
+        "object_boxes": _pad(boxes, n_obj, 0.0),
+        "object_membership": _pad([sc["objects/membership"] for sc in scenes], n_obj, False),
+        "object_valid": _pad(valid, n_obj, False),
+        "object_positive": _pad(positive, n_obj, False),
+        "box_center": torch.tensor([s.box_center if h else (0.0, 0.0, 0.0) for s, h in zip(samples, has_box)],
+                                   dtype=torch.float32),
+        "has_box": torch.tensor(has_box),
+    }
+
+
+class MicroBatchDataset(torch.utils.data.Dataset):
+    """Item = a micro-batch given as its sample indices; returns the collated batch."""
+
+    def __init__(self, samples: list[TextSample], config: DataConfig, pad_id: int):
+        self.samples, self.pad_id = samples, pad_id
+        self.scenes = SceneCache(config.cache_dir, config.strategy, config.scene_cache)
+
+    def __getitem__(self, indices) -> dict:
+        picked = [self.samples[int(i)] for i in indices]
+        return collate(picked, [self.scenes.get(s.scene_id) for s in picked], self.pad_id)
+
+
+def micro_batch_order(plan: np.ndarray, start_step: int, rank: int, world_size: int, micro_batch: int) -> list:
+    """This rank's micro-batches (as index arrays) of every step from `start_step` on, in training order."""
+    return [mb for step in plan[start_step:] for mb in rank_micro_batches(step, rank, world_size, micro_batch)]
+
+
+def micro_batches(dataset: MicroBatchDataset, order: list, config: DataConfig, on_gpu: bool) -> Iterator[dict]:
+    """Iterate the given micro-batches with worker processes and (on GPU) pinned-memory prefetch."""
+    workers = config.num_workers
+    loader = torch.utils.data.DataLoader(
+        dataset, sampler=order, batch_size=None, num_workers=workers, pin_memory=on_gpu and config.pin_memory,
+        prefetch_factor=config.prefetch_factor if workers else None, persistent_workers=False,
+        multiprocessing_context="fork" if workers else None)
+    return iter(loader)

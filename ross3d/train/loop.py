@@ -1,0 +1,160 @@
+"""`train(config)`: the training loop, readable top to bottom. Components decide the details: the sampler the data
+order, the checkpointer when to save, the metrics logger when to log, the engine module the DeepSpeed setup.
+
+Every optimizer step runs `grad_accum` micro-batches on each rank. The model's random draws (view masks,
+diffusion timesteps and noise, posterior samples) come from a generator seeded by (seed, rank, step, micro-step),
+and the data order is a pure function of (seed, epoch), so a resumed run continues the loss trajectory exactly.
+The masking schedule reads the optimizer step, not the micro-step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ross3d.config_tree import to_dict
+from ross3d.errors import ConfigError
+from ross3d.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    first_loss: float | None
+    last_loss: float | None
+    output_dir: Path
+    export_dir: Path
+
+
+def train(config: TrainConfig, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
+    """Run (or resume) a training run as described by `config`; every rank calls this."""
+    from ross3d.train.engine import init_distributed
+
+    return _run(config, init_distributed(), resume, on_record)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _move(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
+    import yaml
+
+    from ross3d.chat import ChatEncoder
+    from ross3d.train.checkpoint import Checkpointer, export_model
+    from ross3d.train.data import MicroBatchDataset, load_text_samples, micro_batch_order, micro_batches
+    from ross3d.train.engine import build_engine
+    from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
+    from ross3d.train.sampler import plan_epoch
+
+    # ---- setup: run dir, model, data
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = to_dict(config)
+    if dist.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    model, tokenizer = _model(config, out, dist, resume)
+    samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
+    tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
+    global_batch = config.micro_batch * config.grad_accum * dist.world_size
+
+    def plan(epoch: int) -> np.ndarray:
+        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping)
+
+    steps_per_epoch = len(plan(0))
+    if steps_per_epoch == 0:
+        raise ConfigError(f"micro_batch: {len(samples)} samples do not fill one global batch of {global_batch} "
+                          f"(micro_batch x grad_accum x world size) in any task group")
+    total = config.max_steps or steps_per_epoch * config.epochs
+    engine = build_engine(model, config, dist.world_size, total)
+    dataset = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
+    checkpointer = Checkpointer(out, config.save_every, config.keep_checkpoints, dist.rank, resolved)
+    step = 0
+    _seed_everything(config.seed + dist.rank)
+    if resume:
+        step, _ = checkpointer.load(engine)
+        log.info("resumed from step %d", step)
+    metrics = MetricsLogger(out, config.log_every, dist.is_main, config.tensorboard, config.wandb_project,
+                            resolved, on_record, resume_step=step if resume else None)
+    losses: list[float] = []
+    on_gpu = dist.device.type == "cuda"
+
+    # ---- the loop: one iteration per optimizer step
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        epoch_plan = plan(epoch)
+        batches = micro_batches(dataset, micro_batch_order(epoch_plan, within, dist.rank, dist.world_size,
+                                                           config.micro_batch), config.data, on_gpu)
+        for indices in epoch_plan[within:]:
+            if step >= total:
+                break
+            start, wait = time.perf_counter(), 0.0
+            lr = engine.get_lr()[0]
+            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
+            for micro in range(config.grad_accum):
+                t = time.perf_counter()
+                batch = _move(next(batches), dist.device)
+                wait += time.perf_counter() - t
+                generator = _generator(dist.device, config.seed, dist.rank, step, micro)
+                result = engine(batch, global_step=step, generator=generator)
+                engine.backward(result["loss"])
+                engine.step()
+                sums += torch.stack([result[k].detach().float().cpu() for k in LOSS_KEYS]).double()
+            step += 1
+            means = _rank_mean(sums / config.grad_accum, dist.device, dist.world_size)
+            seconds = time.perf_counter() - start
+            losses.append(means[0])
+            if metrics.should_log(step, total):
+                metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr,
+                             "grad_norm": _grad_norm(engine), "samples_per_s": global_batch / seconds,
+                             "data_wait_fraction": wait / seconds, "epoch": epoch,
+                             "task": "+".join(sorted({tasks[i] for i in indices}))})
+            checkpointer.maybe_save(engine, step, epoch, total)
+
+    # ---- the end: HF-style export for eval, loss curve
+    export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
+    metrics.close()
+    return TrainResult(step, losses[0] if losses else None, losses[-1] if losses else None, out, export_dir)
+
+
+def _model(config: TrainConfig, out: Path, dist, resume: bool):
+    from ross3d.train.model_setup import build_model
+
+    model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
+    if config.model.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer
+
+
+def _generator(device: torch.device, *key: int) -> torch.Generator:
+    """The model's random stream for one micro-step, a pure function of (seed, rank, step, micro-step)."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device).manual_seed(seed)
+
+
+def _rank_mean(values: torch.Tensor, device: torch.device, world_size: int) -> list[float]:
+    if world_size > 1:
+        values = values.to(device)
+        torch.distributed.all_reduce(values)
+        values = values / world_size
+    return [float(v) for v in values]
+
+
+def _grad_norm(engine) -> float | None:
+    norm = engine.get_global_grad_norm()
+    return None if norm is None else float(norm)

@@ -1,0 +1,225 @@
+"""`ross3d train` on a real tiny cache (two scans -> prep scannet -> cache-latents with tiny encoders) and the real
+tiny Ross3D model under DeepSpeed on CPU: outputs and log contract, ZeRO-3 = ZeRO-2, exact resume in a fresh
+process, no encoder or image decoder in the training process, loss falls on a repeated batch, data and sampler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ross3d.errors import ConfigError
+from ross3d.train.config import load_train_config
+from ross3d.train.loop import train
+from ross3d.train.metrics import read_log
+from train_fixtures import SCENES, build_train_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_KEYS = {"step", "loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "lr", "grad_norm", "samples_per_s",
+            "data_wait_fraction", "epoch", "task"}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return build_train_inputs(tmp_path_factory.mktemp("train_inputs"))
+
+
+def _overrides(inputs, out: Path, *extra: str) -> list[str]:
+    return [f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}",
+            "max_steps=4", "micro_batch=2", "grad_accum=2", "save_every=2", "data.num_workers=1",
+            "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", *extra]
+
+
+@pytest.fixture(scope="module")
+def zero2(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero2")
+    seen = []
+    result = train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)), on_record=seen.append)
+    return {"out": out, "result": result, "records": read_log(out / "log.jsonl"), "seen": seen}
+
+
+@pytest.fixture(scope="module")
+def resumed(inputs, zero2):
+    """Point the run at its step-2 checkpoint and resume through the CLI in a fresh process that reports which
+    encoder / image-decoder modules it imported."""
+    out = zero2["out"]
+    (out / "checkpoints" / "latest_step").write_text("step_2")
+    args = ["train", str(ROOT / "configs/tiny.yaml"), "--resume"]
+    for item in _overrides(inputs, out):
+        args += ["--set", item]
+    script = (
+        "import json, sys\n"
+        "import PIL.Image, PIL.ImageFile\n"
+        "decoded = []  # forwarding spies: every PIL decode goes through Image.open and ImageFile.load\n"
+        "_open, _load = PIL.Image.open, PIL.ImageFile.ImageFile.load\n"
+        "def _spy_open(*a, **k):\n"
+        "    decoded.append('open'); return _open(*a, **k)\n"
+        "def _spy_load(self, *a, **k):\n"
+        "    decoded.append('load'); return _load(self, *a, **k)\n"
+        "PIL.Image.open, PIL.ImageFile.ImageFile.load = _spy_open, _spy_load\n"
+        "from ross3d_cli.app import app\n"
+        "try:\n"
+        f"    app({args!r})\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "watched = ('diffusers', 'cv2', 'torchvision', 'transformers.models.siglip', 'imageio')\n"
+        "found = sorted(m for m in sys.modules if m.startswith(watched))\n"
+        "print('MODULES=' + json.dumps(found + decoded))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES="))
+    return {"records": read_log(out / "log.jsonl"), "modules": json.loads(line[len("MODULES="):])}
+
+
+def test_run_writes_log_checkpoints_and_export(zero2):
+    out, records = zero2["out"], zero2["records"]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(set(r) == LOG_KEYS for r in records)
+    assert zero2["seen"] == records  # the console callback saw exactly the logged records
+    assert all(np.isfinite(r["loss"]) and r["samples_per_s"] > 0 and 0 <= r["data_wait_fraction"] < 1
+               for r in records)
+    for r in records:
+        parts = r["lm_loss"] + r["vm_loss"] + r["bev_loss"] + r["ground_loss"]
+        assert r["loss"] == pytest.approx(parts, rel=1e-5)
+        assert r["task"] in ("scanqa", "scan2cap", "scanrefer")  # every step holds one task group
+    assert records[0]["lr"] == 0.0 and records[1]["lr"] == pytest.approx(0.001)  # warmup 1 step, then cosine
+    assert records[3]["lr"] == pytest.approx(0.001 * 0.5 * (1 + np.cos(np.pi * 2 / 3)))
+    assert (out / "loss_curve.png").stat().st_size > 1000 and any((out / "tensorboard").iterdir())
+    assert load_train_config(out / "config.yaml").max_steps == 4  # the resolved config is a loadable config
+    # the HF-style export holds exactly the engine's final weights (DeepSpeed's own module state at step 4)
+    final = out / "checkpoints" / "final"
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in final.iterdir()}
+    exported = load_file(final / "model.safetensors")
+    engine_state = torch.load(out / "checkpoints/step_4/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    assert exported.keys() == engine_state.keys()
+    assert all(torch.equal(exported[k], engine_state[k]) for k in exported)
+    at_step2 = torch.load(out / "checkpoints/step_2/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    assert not torch.equal(exported["projector.linear_1.weight"], at_step2["projector.linear_1.weight"])
+
+
+def test_export_loads_as_a_model(zero2):
+    from ross3d.model.checkpoint import load_model
+
+    model, report = load_model(zero2["out"] / "checkpoints" / "final")
+    assert not report.fresh and model.config.n_frames == 8 and model.config.bev_latent_grid == 54
+    assert model.config.ground_token_id >= 0 and model.config.coord_token_id >= 0
+
+
+def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
+    before, after = zero2["records"], resumed["records"]
+    assert [r["step"] for r in after] == [1, 2, 3, 4]
+    for a, b in zip(before, after):
+        for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "lr", "grad_norm", "task"):
+            assert a[key] == b[key], (a["step"], key)
+
+
+def test_training_process_loads_no_encoder_and_decodes_no_image(resumed):
+    assert resumed["modules"] == []
+
+
+def test_zero3_trains_like_zero2(inputs, zero2, tmp_path):
+    out = tmp_path / "zero3"
+    train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out, "zero_stage=3", "save_every=0",
+                                                                   "tensorboard=false")))
+    for a, b in zip(zero2["records"], read_log(out / "log.jsonl")):
+        assert a["task"] == b["task"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+    exported = load_file(out / "checkpoints/final/model.safetensors")
+    reference = load_file(zero2["out"] / "checkpoints/final/model.safetensors")
+    assert all(torch.allclose(exported[k], reference[k], atol=1e-4) for k in reference)
+
+
+def test_loss_falls_on_a_repeated_batch(inputs, tmp_path):
+    # all 8 QA samples in every step (plain shuffling, one step per epoch): the model must fit them
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "data.tasks=[scanqa]", "data.grouping=shuffle", "micro_batch=8", "grad_accum=1",
+        "max_steps=8", "optim.warmup_ratio=0.0", "optim.lr=0.006", "save_every=0", "tensorboard=false",
+        "data.num_workers=0"))
+    result = train(config)
+    lm = [r["lm_loss"] for r in read_log(tmp_path / "log.jsonl")]
+    assert result.steps == 8 and len(lm) == 8
+    assert lm[-1] < 0.5 * lm[0], lm
+
+
+def test_too_few_samples_for_the_global_batch_names_the_key(inputs, tmp_path):
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "micro_batch=64"))
+    with pytest.raises(ConfigError, match="micro_batch"):
+        train(config)
+
+
+def test_collated_batch_is_the_model_format(inputs, zero2):
+    from transformers import AutoTokenizer
+
+    from ross3d.chat import IGNORE_INDEX, ChatEncoder
+    from ross3d.model.config import IMAGE_TOKEN_ID
+    from ross3d.train.data import MicroBatchDataset, load_text_samples
+
+    cfg = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"]))
+    tokenizer = AutoTokenizer.from_pretrained(zero2["out"] / "tokenizer")
+    samples = load_text_samples(cfg.data, ChatEncoder(tokenizer, IMAGE_TOKEN_ID))
+    assert len(samples) == 20
+    dataset = MicroBatchDataset(samples, cfg.data, tokenizer.pad_token_id)
+    grounding = [i for i, s in enumerate(samples) if s.task == "scanrefer"]
+    pick = [0, grounding[1]]
+    batch = dataset[pick]
+    length = max(len(samples[i].input_ids) for i in pick)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, length)
+    assert ((batch["input_ids"] == IMAGE_TOKEN_ID).sum(1) == 1).all()
+    assert batch["vision"].shape == (2, 8, 729, 32) and batch["voxels"].dtype == torch.int16
+    assert batch["view_mean"].shape == (2, 8, 16, 27, 27) and batch["bev_mean"].shape == (2, 16, 54, 54)
+    assert batch["bev_valid"].shape == (2, 27, 27) and batch["grounding"].tolist() == [False, True]
+    # the grounding sample's positive is exactly its object, and NaN-box objects are padding
+    ids = batch["object_positive"][1].nonzero().flatten().tolist()
+    from ross3d.cache.reader import CacheReader
+
+    scene = CacheReader(inputs["cache"]).load_scene(samples[pick[1]].scene_id, "uniform")
+    assert [int(scene["objects/object_ids"][i]) for i in ids] == list(samples[pick[1]].object_ids)
+    assert batch["object_valid"][1, :len(scene["objects/boxes"])].tolist() == \
+        np.isfinite(scene["objects/boxes"]).all(1).tolist()
+    # the QA answer is supervised, the question is not
+    answer = tokenizer.encode("coffee table", add_special_tokens=False)
+    labelled = [t for t in batch["labels"][0].tolist() if t != IGNORE_INDEX]
+    assert any(labelled[i:i + len(answer)] == answer for i in range(len(labelled)))
+    assert batch["labels"][0, :length][batch["attention_mask"][0] == 0].eq(IGNORE_INDEX).all()
+    # every sample of the run, read through the loader: each scene is read once
+    for i in range(len(samples)):
+        dataset[[i]]
+    assert dataset.scenes.reads == len(SCENES)
+
+
+def test_rank_micro_batches_cover_each_step_once():
+    from ross3d.train.data import micro_batch_order
+    from ross3d.train.sampler import TASK_GROUP, plan_epoch
+
+    tasks = ["scanqa"] * 40 + ["scan2cap"] * 24 + ["scanrefer"] * 24 + ["sqa3d"] * 16
+    plan = plan_epoch(tasks, list(range(len(tasks))), global_batch=8, seed=3, epoch=1)
+    world, micro = 2, 2
+    orders = [micro_batch_order(plan, 1, r, world, micro) for r in range(world)]
+    per_step = len(plan[0]) // (world * micro)  # micro-batches per rank per step (= grad_accum)
+    for s, step in enumerate(plan[1:]):
+        got = np.concatenate([np.concatenate(o[s * per_step:(s + 1) * per_step]) for o in orders])
+        assert sorted(got.tolist()) == sorted(step.tolist())  # ranks split the step without overlap
+        assert len({TASK_GROUP[tasks[i]] for i in got}) == 1  # a single task group per step
+
+
+def test_bad_config_values_name_the_key():
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="grad_accum"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["grad_accum=0"])
+    with pytest.raises(ConfigError, match="data.tasks"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.tasks=[scanqa, nope]"])
+    with pytest.raises(ConfigError, match="zero_stage"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["zero_stage=1"])
+    seven = load_train_config(ROOT / "configs/ross3d_7b.yaml")
+    assert (seven.micro_batch, seven.grad_accum, seven.zero_stage, seven.precision) == (1, 32, 3, "bf16")
+    assert seven.optim.lr == 1e-5 and seven.optim.warmup_ratio == 0.03 and seven.epochs == 1
