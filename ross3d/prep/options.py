@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ross3d.errors import ConfigError
+from ross3d.prep.sources import SourceOptions
 
 FORMAT_VERSION = 1
 STRATEGIES = ("uniform", "max-coverage")
@@ -21,6 +22,7 @@ class PrepOptions:
     num_frames: int = 32
     bev_size: int = 432
     seed: int = 0
+    sources: SourceOptions = field(default_factory=SourceOptions)
 
     def __post_init__(self) -> None:
         for key in ("frame_stride", "num_frames", "bev_size"):
@@ -28,9 +30,14 @@ class PrepOptions:
                 raise ConfigError(f"{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The processing options (the input choices are `sources.to_dict()`)."""
+        out = asdict(self)
+        del out["sources"]
+        return out
 
     def fingerprint(self) -> str:
-        """sha256 over the format version and the options (16 hex digits)."""
-        text = json.dumps({"format_version": FORMAT_VERSION, **self.to_dict()}, sort_keys=True)
+        """sha256 over the format version, the options and what of the input choices changes outputs (16 hex
+        digits; the default `.sens` inputs add nothing)."""
+        text = json.dumps({"format_version": FORMAT_VERSION, **self.to_dict(), **self.sources.fingerprint_fields()},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

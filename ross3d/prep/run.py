@@ -31,10 +31,12 @@ class PrepReport:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     frames: int = 0
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # outputs missing per scene
+    agreement: dict[str, dict] = field(default_factory=dict)  # --selection-file vs our max-coverage per scene
 
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
-    """The requested scenes, or every sub-folder of SCANS_DIR (sorted)."""
+    """The requested scenes, or every sub-folder of SCANS_DIR (the posed_images folder with that source), sorted."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:
@@ -71,8 +73,11 @@ def _write_outputs(prep_dir: Path, scans_dir: Path, options: PrepOptions, result
     write_table_atomic(prep_dir / "objects.parquet", [x for r in ordered for x in r.object_rows], OBJECTS_SCHEMA)
     write_json_atomic(prep_dir / "manifest.json", {
         "format_version": FORMAT_VERSION, "ross3d_version": __version__, "scans_dir": str(scans_dir.resolve()),
-        "options": options.to_dict(), "options_fingerprint": options.fingerprint(),
-        "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings} for r in ordered},
+        "options": options.to_dict(), "inputs": options.sources.to_dict(),
+        "options_fingerprint": options.fingerprint(),
+        "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings,
+                                "bev_source": r.bev_source, "warnings": r.warnings,
+                                "selection_agreement": r.selection_agreement} for r in ordered},
     })
 
 
@@ -83,7 +88,9 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     """Run stage 1 over SCANS_DIR into PREP_DIR; failed scenes are reported, not raised."""
     scans_dir, prep_dir = Path(scans_dir), Path(prep_dir)
     progress = progress or NullProgress()
-    scene_ids = list_scenes(scans_dir, scenes)
+    options.sources.check_paths()
+    posed = options.sources.source == "posed-images"
+    scene_ids = list_scenes(Path(options.sources.posed_images) if posed else scans_dir, scenes)
     check_executor(executor)
     start = time.perf_counter()
     (prep_dir / "scenes").mkdir(parents=True, exist_ok=True)
@@ -109,6 +116,13 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
         progress.advance("frames", result.n_frames_total)
     progress.finish("scenes")
     progress.finish("frames")
+    for scene_id in scene_ids:
+        result = results.get(scene_id)
+        if result is not None and result.status == "ok":
+            if result.warnings:
+                report.warnings[scene_id] = result.warnings
+            if result.selection_agreement:
+                report.agreement[scene_id] = result.selection_agreement
     _write_outputs(prep_dir, scans_dir, options, results)
     report.seconds = time.perf_counter() - start
     return report

@@ -1,4 +1,4 @@
-"""The per-scene job: raw scan -> PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and
+"""The per-scene job: a scan (`.sens` or posed_images frames, see ross3d.prep.sources) -> PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and
 previews/<scene_id>_bev.png. Pure: writes only its own scene, through a temp dir renamed at the end; any failure
 is returned in the SceneResult, never raised."""
 
@@ -16,14 +16,13 @@ import numpy as np
 
 from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
-from ross3d.prep.bev import render_bev, write_preview
-from ross3d.prep.frames import stream_kept_frames, n_kept
+from ross3d.prep.bev import Bev, render_bev, write_preview
+from ross3d.prep.frames import stream_kept_frames
 from ross3d.prep.membership import membership
-from ross3d.prep.options import STRATEGIES, PrepOptions
+from ross3d.prep.options import PrepOptions
+from ross3d.prep.sources import load_scene_inputs, open_frame_source, released_selections
 from ross3d.prep.store import RESULT_FILE, commit_dir, temp_path, to_jsonable, write_json_atomic
-from ross3d.scannet.scene import object_boxes, read_axis_alignment, read_mesh, read_objects, scan_paths, \
-    transform_points
-from ross3d.scannet.sens import SensReader
+from ross3d.scannet.posed_images import load_released_bev
 
 log = logging.getLogger(__name__)
 STAGES = ("sens_read", "selection", "geometry", "objects", "bev", "write")
@@ -42,6 +41,9 @@ class SceneResult:
     object_rows: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     n_frames_total: int = 0
+    bev_source: str = ""  # "rendered", "released" or "none"
+    warnings: list[str] = field(default_factory=list)  # outputs missing for want of an input
+    selection_agreement: dict | None = None  # --selection-file vs our max-coverage
 
     def to_record(self) -> dict:
         return to_jsonable(self.__dict__)
@@ -70,38 +72,79 @@ def _zarr_codec():
     return ZstdCodec(level=3)
 
 
-def _stream(paths, store, tmp, axis, mesh_voxels, stride, timer):
-    """Read the .sens once: depth into the zarr, rows into frames.parquet, coverage voxel ids per valid frame."""
-    voxel_sets: dict[int, np.ndarray] = {}
-    with timer.stage("sens_read"), SensReader(paths.sens) as reader:
-        hdr = reader.header
+def _stream(source, store, tmp, axis, mesh_voxels, stride, timer):
+    """Read the frame source once: depth into the zarr, rows into frames.parquet, coverage voxel ids per valid
+    frame (None without a mesh)."""
+    voxel_sets: dict[int, np.ndarray] | None = None if mesh_voxels is None else {}
+    hdr = source.header
+    with timer.stage("sens_read"):
         dw, dh = hdr.depth_size
-        depth = store.create_array("depth", shape=(n_kept(hdr.num_frames, stride), dh, dw), dtype="uint16",
+        depth = store.create_array("depth", shape=(source.n_kept(stride), dh, dw), dtype="uint16",
                                    chunks=(1, dh, dw), compressors=_zarr_codec())
         k_depth = hdr.intrinsic_depth.astype(np.float64)
 
         def visit(k, frame):
+            if voxel_sets is None:
+                return
             start = time.perf_counter()
             world = geometry.unproject(frame.depth, k_depth, axis @ frame.pose.astype(np.float64), hdr.depth_shift)
             voxel_sets[k] = mesh_voxels.ids(world[frame.depth > 0])
             timer.seconds["selection"] += time.perf_counter() - start
             timer.seconds["sens_read"] -= time.perf_counter() - start
 
-        kept = stream_kept_frames(reader, stride, depth, tmp / "frames.parquet", visit)
-    return hdr, depth, kept, voxel_sets
+        kept = stream_kept_frames(source, stride, depth, tmp / "frames.parquet", visit)
+    return depth, kept, voxel_sets
 
 
-def _select(kept, voxel_sets, n_voxels, options, sens_path):
-    """Kept-frame positions per strategy and their gains."""
+def _covered(voxel_sets, positions) -> int:
+    return int(len(np.unique(np.concatenate([voxel_sets[int(k)] for k in positions])))) if len(positions) else 0
+
+
+def _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options):
+    """The original's selection (--selection-file) as its consumer takes it, as kept positions and gains (ours
+    in rank order with a mesh, else the file's), padded to num_frames by repeating from rank 0 with gain 0."""
+    path = options.sources.selection_file
+    record = released_selections(path).get(scene_id)
+    if record is None:
+        raise InputError(path, f"no record for {scene_id}")
+    frames, file_gains = record.consumer_frames(options.num_frames)
+    where = {int(f): k for k, f in enumerate(kept.frame_idx)}
+    for f in frames:
+        if f not in where or not kept.valid[where[f]]:
+            raise InputError(path, f"{scene_id}: frame {f} is not a valid kept frame")
+    positions = np.asarray([where[f] for f in frames], np.int64)
+    gains = (selection.gains_in_order(voxel_sets, positions, n_voxels) if voxel_sets is not None
+             else np.asarray(file_gains, np.int64))
+    extra = options.num_frames - len(positions)
+    if extra > 0 and len(positions):
+        positions = np.concatenate([positions, np.resize(positions, extra)])
+        gains = np.concatenate([gains, np.zeros(extra, np.int64)])
+    return positions, gains
+
+
+def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
+    """Kept-frame positions per strategy and their gains, and how far the selection file agrees with ours."""
     candidates = np.flatnonzero(kept.valid)
     if len(candidates) == 0:
-        raise InputError(sens_path, "no valid frame (every kept pose is non-finite)")
-    sets = [voxel_sets[int(k)] for k in candidates]
-    chosen = {
-        "uniform": selection.uniform(sets, n_voxels, options.num_frames),
-        "max-coverage": selection.max_coverage(sets, n_voxels, options.num_frames, options.seed),
-    }
-    return {name: (candidates[sel.picks], sel.gains) for name, sel in chosen.items()}
+        raise InputError(source_path, "no valid frame (every kept pose is non-finite)")
+    chosen, agreement = {}, None
+    if voxel_sets is None:
+        picks = candidates[selection.uniform_picks(len(candidates), options.num_frames)]
+        chosen["uniform"] = (picks, np.zeros(len(picks), np.int64))
+    else:
+        sets = [voxel_sets[int(k)] for k in candidates]
+        for name, sel in (("uniform", selection.uniform(sets, n_voxels, options.num_frames)),
+                          ("max-coverage", selection.max_coverage(sets, n_voxels, options.num_frames, options.seed))):
+            chosen[name] = (candidates[sel.picks], sel.gains)
+    if options.sources.selection_file:
+        theirs = _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options)
+        if "max-coverage" in chosen:
+            ours = chosen["max-coverage"][0]
+            agreement = {"shared_frames": len(set(ours.tolist()) & set(theirs[0].tolist())),
+                         "num_frames": len(set(theirs[0].tolist())), "covered_voxels_ours": _covered(voxel_sets, ours),
+                         "covered_voxels_theirs": _covered(voxel_sets, theirs[0]), "mesh_voxels": n_voxels}
+        chosen["max-coverage"] = theirs
+    return chosen, agreement
 
 
 def _frame_geometry(positions, depth, kept, hdr, axis):
@@ -115,57 +158,79 @@ def _frame_geometry(positions, depth, kept, hdr, axis):
     return out
 
 
+def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
+    """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the mesh, else none."""
+    if options.sources.bev_images:
+        rgb, valid = load_released_bev(Path(options.sources.bev_images) / scene_id / "view_0.jpg", hdr.depth_size,
+                                       options.bev_size)
+        return Bev(rgb, valid, np.full(4, np.nan, np.float32)), "released"
+    if inputs.mesh is None:
+        return None, "none"
+    mesh = inputs.mesh
+    return render_bev(mesh.vertices, mesh.colors, mesh.faces, options.bev_size), "rendered"
+
+
+def _arrays(selected, geo, distinct, objects) -> dict[str, np.ndarray]:
+    """coords, voxels and membership of each strategy."""
+    arrays = {}
+    member = None
+    if objects is not None:
+        member = membership(np.stack([geo[int(k)][0] for k in distinct]),
+                            np.stack([geo[int(k)][1] for k in distinct]), objects.boxes)
+    for name, (positions, _) in selected.items():
+        coords = np.stack([geometry.cell_means(geo[int(k)][0], geo[int(k)][1], geometry.TOKEN_GRID,
+                                               geo[int(k)][2]) for k in positions])
+        arrays[f"coords/{name}"] = coords
+        arrays[f"voxels/{name}"] = geometry.discrete_voxels(coords)
+        if member is not None:
+            arrays[f"membership/{name}"] = member[:, np.searchsorted(distinct, positions)]
+    return arrays
+
+
 def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer: _Timer) -> SceneResult:
     import zarr
 
-    paths = scan_paths(scans_dir, scene_id)
-    if not paths.root.is_dir():
-        raise InputError(paths.root, "scene folder not found")
     with timer.stage("objects"):
-        axis, aligned = read_axis_alignment(paths.meta)
-        mesh = read_mesh(paths.mesh)
-        vertices = transform_points(axis, mesh.vertices)
-        objects = read_objects(paths.aggregation, paths.segs)
-        boxes = object_boxes(objects, vertices)
+        inputs = load_scene_inputs(scans_dir, scene_id, options.sources)
+    for warning in inputs.warnings:
+        log.warning("%s: %s", scene_id, warning)
     with timer.stage("selection"):
-        mesh_voxels = geometry.MeshVoxels(vertices)
+        mesh_voxels = None if inputs.mesh is None else geometry.MeshVoxels(inputs.mesh.vertices)
+    n_voxels = 0 if mesh_voxels is None else mesh_voxels.count
     tmp.mkdir(parents=True)
     store = zarr.open_group(tmp / "arrays.zarr", mode="w")
-    hdr, depth, kept, voxel_sets = _stream(paths, store, tmp, axis, mesh_voxels, options.frame_stride, timer)
+    with open_frame_source(scans_dir, scene_id, options.sources) as source:
+        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options.frame_stride, timer)
+        hdr, source_path = source.header, source.path
     with timer.stage("selection"):
-        selected = _select(kept, voxel_sets, mesh_voxels.count, options, paths.sens)
+        selected, agreement = _select(scene_id, kept, voxel_sets, n_voxels, options, source_path)
     with timer.stage("geometry"):
         distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
-        geo = _frame_geometry(distinct, depth, kept, hdr, axis)
+        geo = _frame_geometry(distinct, depth, kept, hdr, inputs.axis)
     with timer.stage("objects"):
-        member = membership(np.stack([geo[int(k)][0] for k in distinct]),
-                            np.stack([geo[int(k)][1] for k in distinct]), boxes)
-    arrays = {}
-    for name in STRATEGIES:
-        positions = selected[name][0]
-        with timer.stage("geometry"):
-            coords = np.stack([geometry.cell_means(geo[int(k)][0], geo[int(k)][1], geometry.TOKEN_GRID,
-                                                   geo[int(k)][2]) for k in positions])
-            arrays[f"coords/{name}"] = coords
-            arrays[f"voxels/{name}"] = geometry.discrete_voxels(coords)
-        arrays[f"membership/{name}"] = member[:, np.searchsorted(distinct, positions)]
+        arrays = _arrays(selected, geo, distinct, inputs.objects)
     with timer.stage("bev"):
-        bev = render_bev(vertices, mesh.colors, mesh.faces, options.bev_size)
-        arrays.update({"bev/rgb": bev.rgb, "bev/valid": bev.valid, "bev/bounds": bev.bounds})
+        bev, bev_source = _bev(scene_id, inputs, hdr, options)
+        if bev is not None:
+            arrays.update({"bev/rgb": bev.rgb, "bev/valid": bev.valid, "bev/bounds": bev.bounds})
     with timer.stage("write"):
         for key, value in arrays.items():
             compress = value.dtype != np.float32
             store.create_array(key, data=value, chunks=value.shape,
                                compressors=_zarr_codec() if compress else None)
-        write_preview(bev, tmp / "bev.png")
+        if bev is not None:
+            write_preview(bev, tmp / "bev.png")
+    objects = inputs.objects
     return SceneResult(
         scene_id=scene_id, status="ok", fingerprint=options.fingerprint(), n_frames_total=hdr.num_frames,
-        scene_row=_scene_row(scene_id, hdr, kept, axis, aligned),
+        scene_row=_scene_row(scene_id, hdr, kept, inputs.axis, inputs.aligned),
         selection_rows=[{"scene_id": scene_id, "strategy": name, "rank": r, "frame_idx": int(kept.frame_idx[k]),
                          "new_voxels": int(g)} for name, (pos, gains) in selected.items()
                         for r, (k, g) in enumerate(zip(pos, gains))],
-        object_rows=[{"scene_id": scene_id, "object_id": o.object_id, "label": o.label, "box": boxes[i].tolist(),
-                      "n_vertices": len(o.vertex_indices)} for i, o in enumerate(objects)],
+        object_rows=[] if objects is None else [
+            {"scene_id": scene_id, "object_id": i, "label": label, "box": box.tolist(), "n_vertices": n}
+            for i, label, n, box in zip(objects.ids, objects.labels, objects.n_vertices, objects.boxes)],
+        bev_source=bev_source, warnings=inputs.warnings, selection_agreement=agreement,
     )
 
 
@@ -197,9 +262,12 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
         commit_dir(tmp, final)
         preview = prep_dir / "previews" / f"{scene_id}_bev.png"
         preview.parent.mkdir(exist_ok=True)
-        preview_tmp = temp_path(preview)
-        shutil.copyfile(final / "bev.png", preview_tmp)
-        os.replace(preview_tmp, preview)
+        if (final / "bev.png").is_file():
+            preview_tmp = temp_path(preview)
+            shutil.copyfile(final / "bev.png", preview_tmp)
+            os.replace(preview_tmp, preview)
+        else:
+            preview.unlink(missing_ok=True)
         result.timings["write"] += time.perf_counter() - start
         return result
     except Exception as err:  # noqa: BLE001 - one bad scene must not stop the others
