@@ -1,4 +1,4 @@
-"""`ross3d prep scannet`: raw ScanNet scans -> PREP_DIR (logic in ross3d.prep.run)."""
+"""`ross3d prep scannet`: raw ScanNet scans (or the posed_images export) -> PREP_DIR (logic in ross3d.prep.run)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,23 @@ def scannet(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same options."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Exit 0 even when some scenes failed."),
+    source: str = typer.Option("sens", "--source", help="Frames from the raw .sens (sens) or the posed_images "
+                               "export (posed-images)."),
+    posed_images: Optional[Path] = typer.Option(None, "--posed-images", help="posed_images folder (<scene>/<idx5>.jpg)."),
+    embodiedscan_infos: Optional[list[Path]] = typer.Option(None, "--embodiedscan-infos", help="EmbodiedScan info "
+                                                            "pkl (repeatable): frame lists, axis_align_matrix."),
+    bev_images: Optional[Path] = typer.Option(None, "--bev-images", help="Folder of released <scene>/view_0.jpg BEV "
+                                              "images, used instead of rendering."),
+    selection_file: Optional[Path] = typer.Option(None, "--selection-file", help="The original's "
+                                                  "scannet_select_frames.json: max-coverage takes its frames."),
+    boxes_file: Optional[Path] = typer.Option(None, "--boxes-file", help="scannet_{split}_gt_box.json: object boxes "
+                                              "where segments and aggregation are absent."),
 ) -> None:
     """Frames, selections (uniform, max-coverage), geometry, objects and BEV of ScanNet scans."""
     from ross3d.errors import ConfigError
     from ross3d.prep.options import PrepOptions
     from ross3d.prep.run import prep_scannet, read_scene_list
+    from ross3d.prep.sources import SourceOptions
     from ross3d_cli.console import RichProgress, console, user_errors
 
     with user_errors():
@@ -37,16 +49,42 @@ def scannet(
         ids = [s.strip() for s in scenes.split(",") if s.strip()] if scenes else None
         if scene_list:
             ids = read_scene_list(scene_list)
-        options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed)
+        sources = SourceOptions(source, _text(posed_images), tuple(map(str, embodiedscan_infos or ())),
+                                _text(bev_images), _text(selection_file), _text(boxes_file))
+        options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed,
+                              sources=sources)
         with RichProgress() as progress:
             report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor,
                                   ray_address=ray_address, resume=resume, progress=progress)
     console.print(f"{len(report.ok)} scenes prepared, {len(report.skipped)} skipped (already done), "
                   f"{len(report.failed)} failed; {report.frames:,} frames in {report.seconds:.1f} s", highlight=False)
+    for scene_id, warnings in sorted(report.warnings.items()):
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {scene_id}: {warning}", highlight=False)
+    _print_agreement(report.agreement, console)
     for scene_id, error in sorted(report.failed.items()):
         console.print(f"[red]failed:[/] {scene_id}: {error}", highlight=False)
     if report.failed and not keep_going:
         raise typer.Exit(1)
+
+
+def _text(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
+
+
+def _print_agreement(agreement: dict[str, dict], console) -> None:
+    """Per scene and overall: frames shared by our max-coverage and the selection file, voxels each covers."""
+    if not agreement:
+        return
+    total = {"shared_frames": 0, "num_frames": 0, "covered_voxels_ours": 0, "covered_voxels_theirs": 0}
+    for scene_id, a in sorted(agreement.items()):
+        total = {k: total[k] + a[k] for k in total}
+        console.print(f"selection file vs ours: {scene_id}: {a['shared_frames']}/{a['num_frames']} frames shared, "
+                      f"covered voxels ours {a['covered_voxels_ours']} theirs {a['covered_voxels_theirs']}",
+                      highlight=False)
+    console.print(f"selection file vs ours, overall: {total['shared_frames']}/{total['num_frames']} frames shared, "
+                  f"covered voxels ours {total['covered_voxels_ours']} theirs {total['covered_voxels_theirs']}",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:
