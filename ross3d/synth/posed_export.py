@@ -120,6 +120,16 @@ def _gt_boxes(scans_dir: Path, scene_id: str, vertices: np.ndarray) -> list[list
     return object_boxes(objects, vertices).astype(np.float64).round(6).tolist()
 
 
+def scannet_splits(metadata_dir: str | Path) -> dict[str, list[str]] | None:
+    """{split: scene ids} from `scannetv2_{train,val,test}.txt` in `metadata_dir` (None when there are none)."""
+    splits = {}
+    for split in ("train", "val", "test"):
+        path = Path(metadata_dir) / f"scannetv2_{split}.txt"
+        if path.is_file():
+            splits[split] = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return splits or None
+
+
 def export_posed_images(scans_dir: str | Path, out_dir: str | Path, scenes: list[str] | None = None, *,
                         stride: int = 10, bev_size: int = 432, seed: int = 0,
                         splits: dict[str, list[str]] | None = None, progress: Progress = NullProgress()
