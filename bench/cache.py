@@ -138,7 +138,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     full_dir = f"{args.dir}/full_vae"
-    tiny._save(tiny.build_vae(tiny.full_flux_vae_config()), full_dir)
+    tiny.save_full_flux_vae(full_dir)
     tiny_dir = tiny.save_tiny_vae(f"{args.dir}/tiny_vae")
     jpegs = make_jpegs(max(args.images_tiny, args.images_full))
     rows = [run_case("tiny FLUX-shaped VAE", tiny_dir, jpegs[:args.images_tiny], device, args.batch_size,

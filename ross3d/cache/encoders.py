@@ -5,7 +5,6 @@ layernorm, model-reference 1.3). Each encodes a whole batch in one call, optiona
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 
 import torch
@@ -13,7 +12,6 @@ import torch
 from ross3d.cache.fingerprint import saved_config, weights_digest
 from ross3d.errors import ConfigError, InputError
 
-log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from ross3d import __version__
 from ross3d.cache.fingerprint import FORMAT_VERSION
-from ross3d.cache.inputs import STRATEGIES
 from ross3d.cache.store import read_record
 from ross3d.errors import InputError
+from ross3d.prep.options import STRATEGIES
 from ross3d.prep.store import write_json_atomic, write_table_atomic
 
 INDEX_SCHEMA = pa.schema([

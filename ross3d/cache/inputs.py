@@ -15,9 +15,6 @@ import pyarrow.parquet as pq
 from ross3d.cache.preprocess import bev_mask, decode_view
 from ross3d.errors import InputError
 
-STRATEGIES = ("uniform", "max-coverage")
-
-
 @dataclass
 class PrepScene:
     """What stage 2 needs to know about one PREP scene before reading its files."""

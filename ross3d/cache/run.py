@@ -17,11 +17,12 @@ from ross3d.cache import fingerprint as fp
 from ross3d.cache.encode import encode_group, images_per_scene
 from ross3d.cache.encoders import DTYPES, VaeEncoder, VisionEncoder
 from ross3d.cache.index import read_manifest, write_index_and_manifest
-from ross3d.cache.inputs import STRATEGIES, LoadedScene, PrepIndex, load_scene, read_prep
+from ross3d.cache.inputs import LoadedScene, PrepIndex, load_scene, read_prep
 from ross3d.cache.preprocess import PARAMS
 from ross3d.cache.store import ZARR_DIR, prepare_store, read_record, write_scene
 from ross3d.cache import distributed as dist
 from ross3d.errors import ConfigError, InputError, Ross3DError
+from ross3d.prep.options import STRATEGIES
 from ross3d.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)

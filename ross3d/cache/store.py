@@ -88,9 +88,3 @@ def read_record(cache_dir: Path, scene_id: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
 
-
-def read_array(cache_dir: Path, scene_id: str, key: str) -> np.ndarray:
-    """One array of a committed scene in its stored dtype, read whole (one shard)."""
-    import zarr
-
-    return zarr.open_array(scene_path(cache_dir, scene_id) / key, mode="r")[...]

@@ -50,7 +50,8 @@ def build_siglip(config, seed: int = 0):
     return SiglipVisionModel(config).eval()
 
 
-def _save(model, out_dir: str | Path) -> Path:
+def save_model(model, out_dir: str | Path) -> Path:
+    """save_pretrained plus the README that marks the weights as random."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -58,11 +59,16 @@ def _save(model, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def save_full_flux_vae(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the full-size FLUX.1-dev VAE architecture with random weights (for benchmarks)."""
+    return save_model(build_vae(full_flux_vae_config(), seed), out_dir)
+
+
 def save_tiny_vae(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a tiny random FLUX-shaped VAE (diffusers format) into out_dir."""
-    return _save(build_vae(tiny_flux_vae_config(), seed), out_dir)
+    return save_model(build_vae(tiny_flux_vae_config(), seed), out_dir)
 
 
 def save_tiny_siglip(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 3) -> Path:
     """Write a tiny random SigLIP vision tower (transformers format) into out_dir."""
-    return _save(build_siglip(tiny_siglip_config(hidden_size, num_layers), seed), out_dir)
+    return save_model(build_siglip(tiny_siglip_config(hidden_size, num_layers), seed), out_dir)
