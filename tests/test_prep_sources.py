@@ -273,3 +273,10 @@ def test_source_option_errors(tmp_path):
     with pytest.raises(ConfigError, match="--source must be one of"):
         SourceOptions(source="zip")
     assert _options().fingerprint() == OPTIONS.fingerprint()  # default inputs keep the fingerprint
+    selection = tmp_path / "select.json"
+    selection.write_text("[]")
+    first = _options(selection_file=str(selection)).fingerprint()
+    assert first != OPTIONS.fingerprint()
+    selection.write_text("[ ]")
+    assert _options(selection_file=str(selection)).fingerprint() != first  # the content counts, not the path
+    assert _options(bev_images=str(tmp_path)).fingerprint() != OPTIONS.fingerprint()

@@ -82,15 +82,21 @@ class SourceOptions:
         return out
 
 
-@functools.lru_cache(maxsize=16)
 def file_digest(path: str) -> str:
-    h = hashlib.sha256()
+    """16 hex digits of the file's sha256 (cached per path, size and modification time)."""
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        stat = Path(path).stat()
     except OSError as err:
         raise InputError(path, f"cannot read: {err.strerror}") from None
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()[:16]
 
 
@@ -269,5 +275,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
                         f"{'BEV rendering' if not sources.bev_images else 'BEV bounds'} and mesh voxel counts "
                         "are missing")
     if objects is None:
-        warnings.append(f"no {paths.aggregation.name} (and no --boxes-file): objects and membership are missing")
+        reason = f"no mesh for {paths.aggregation.name}" if paths.aggregation.is_file() else \
+            f"no {paths.aggregation.name}"
+        warnings.append(f"{reason} (and no --boxes-file): objects and membership are missing")
     return SceneInputs(axis, aligned, mesh, objects, warnings)
