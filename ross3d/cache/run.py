@@ -128,6 +128,7 @@ def _encode_and_write(cache_dir, prep, todo, vae, vision, options, digest, repor
                           "n_objects": len(scene.scene.object_ids)}
                 pending.append(writer.submit(write_scene, cache_dir, scene.scene.scene_id, arrays, attrs, record))
                 report.ok.append(scene.scene.scene_id)
+                report.images += images_per_scene(scene.scene.frames, vision is not None)
             while len(pending) > 2:
                 pending.pop(0).result()
                 progress.advance("scenes")
@@ -159,14 +160,14 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
         dist.barrier()
         report = CacheReport()
         mine = dist.my_share(prep.scenes)
-        done = {s.scene_id for s in mine if options.resume and (read_record(cache_dir, s.scene_id) or {}).get(
-            "fingerprint") == digest}
-        report.skipped = sorted(done)
-        todo = [s for s in mine if s.scene_id not in done]
+        if options.resume:
+            report.skipped = [s.scene_id for s in mine
+                              if (read_record(cache_dir, s.scene_id) or {}).get("fingerprint") == digest]
+        todo = [s for s in mine if s.scene_id not in report.skipped]
         progress.start("scenes", len(mine), "scenes", unit="scenes")
-        progress.advance("scenes", len(done))
-        report.images = sum(images_per_scene(s.frames, vision is not None) for s in todo)
-        progress.start("images", report.images, "encoding", unit="images")
+        progress.advance("scenes", len(report.skipped))
+        progress.start("images", sum(images_per_scene(s.frames, vision is not None) for s in todo), "encoding",
+                       unit="images")
         _encode_and_write(cache_dir, prep, todo, vae, vision, options, digest, report, progress)
         progress.finish("images")
         progress.finish("scenes")
