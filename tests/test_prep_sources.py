@@ -166,7 +166,7 @@ def test_mesh_less_scene_with_embodiedscan_infos(both):
                                                 embodiedscan_infos=(str(pkl),)), scenes=[GOOD[0]])
     assert report.ok == [GOOD[0]]
     warnings = " ".join(report.warnings[GOOD[0]])
-    assert "max-coverage" in warnings and "BEV rendering" in warnings and "objects and membership" in warnings
+    assert "max-coverage" in warnings and "BEV (give --bev-images)" in warnings and "objects and membership" in warnings
     frames = pq.read_table(prep / "scenes" / GOOD[0] / "frames.parquet").to_pydict()["frame_idx"]
     assert frames == list(range(0, 40, 4))  # the pkl's images list, original indices
     assert {r["strategy"] for r in _table(prep, "selections.parquet")} == {"uniform"}
@@ -197,7 +197,8 @@ def test_mesh_less_scene_with_released_files(both):
         selection_file=str(export / "metadata" / "scannet_select_frames.json"), boxes_file=str(box_file)),
         scenes=[GOOD[0]])
     assert report.ok == [GOOD[0]]
-    assert not any("objects" in w or "BEV rendering" in w for w in report.warnings[GOOD[0]])
+    assert report.warnings[GOOD[0]] == [f"no mesh {empty / GOOD[0] / (GOOD[0] + '_vh_clean_2.ply')}: missing BEV "
+                                        "bounds, voxel counts (new_voxels 0)"]
     objects = _table(prep, "objects.parquet")
     np.testing.assert_allclose([r["box"] for r in objects], boxes[f"scannet/{GOOD[0]}"], rtol=1e-6)
     z = zarr.open_group(prep / "scenes" / GOOD[0] / "arrays.zarr")

@@ -270,10 +270,10 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
             raise InputError(sources.boxes_file, f"no 'scannet/{scene_id}' boxes")
         objects = SceneObjects(list(range(len(boxes))), [""] * len(boxes), [0] * len(boxes), boxes, "boxes-file")
     if mesh is None:
-        warnings.append(f"no mesh {paths.mesh}: max-coverage selection"
-                        f"{'' if sources.selection_file else ' (give --selection-file)'}, "
-                        f"{'BEV rendering' if not sources.bev_images else 'BEV bounds'} and mesh voxel counts "
-                        "are missing")
+        missing = [] if sources.selection_file else ["max-coverage selection (give --selection-file)"]
+        missing.append("BEV bounds" if sources.bev_images else "BEV (give --bev-images)")
+        missing.append("voxel counts (new_voxels 0)")
+        warnings.append(f"no mesh {paths.mesh}: missing {', '.join(missing)}")
     if objects is None:
         reason = f"no mesh for {paths.aggregation.name}" if paths.aggregation.is_file() else \
             f"no {paths.aggregation.name}"
