@@ -45,15 +45,17 @@ def _samples(prep: Path) -> list[Sample]:
     return rows
 
 
-def build_train_inputs(root: Path) -> dict[str, Path]:
-    """PREP_DIR with samples.parquet and a complete CACHE_DIR with vision features."""
+def build_train_inputs(root: Path, num_frames: int = 8, siglip_width: int = 32) -> dict[str, Path]:
+    """PREP_DIR with samples.parquet and a complete CACHE_DIR with vision features (`siglip_width` wide)."""
     for i, scene_id in enumerate(SCENES):
-        write_scene(root / "scans", scene_id, n_frames=20, seed=i)
+        write_scene(root / "scans", scene_id, n_frames=max(20, 2 * num_frames + 6), seed=i)
     prep = root / "prep"
-    assert prep_scannet(root / "scans", prep, PREP_OPTIONS).ok == SCENES
-    vae, siglip = tiny.save_tiny_vae(root / "vae", seed=0), tiny.save_tiny_siglip(root / "siglip", seed=0)
+    options = PrepOptions(frame_stride=PREP_OPTIONS.frame_stride, num_frames=num_frames, bev_size=PREP_OPTIONS.bev_size)
+    assert prep_scannet(root / "scans", prep, options).ok == SCENES
+    vae = tiny.save_tiny_vae(root / "vae", seed=0)
+    siglip = tiny.save_tiny_siglip(root / "siglip", seed=0, hidden_size=siglip_width, num_layers=1)
     report = cache_latents(prep, root / "cache", vae, siglip,
                            CacheOptions(strategies=("uniform",), device="cpu", batch_size=8, workers=1))
     assert report.ok == SCENES, report.failed
     write_samples(prep / "samples.parquet", _samples(prep))
-    return {"prep": prep, "cache": root / "cache"}
+    return {"prep": prep, "cache": root / "cache", "vae": vae}

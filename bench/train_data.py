@@ -1,0 +1,139 @@
+"""Benchmark of the trainer's data path against the original's per-sample path, on the same scenes.
+
+Ours: `ross3d.train.data.MicroBatchDataset` (one micro-batch of 1 sample per item) over a real CACHE_DIR at the
+contract's sizes (32 views, SigLIP features 729 x 1152, VAE posteriors 32 x 16 x 27 x 27, BEV 16 x 54 x 54), read
+through CacheReader; "cold" keeps no scene in memory and alternates scenes, so every sample reads its scene block
+(the worst case), "warm" serves samples of a scene already read. The original (model-reference 7.4-7.5): per sample,
+decode 32 ScanNet-size JPEGs (1296x968) and 32 depth PNGs (640x480), unproject and crop the world coordinates,
+resize and crop the views and apply the SigLIP normalisation, and VAE-encode the BEV (432) and 8 views (216), with a
+tiny random FLUX-shaped VAE on CPU (the real VAE would make the original far slower). The frames are the scenes'
+selected frames upscaled to ScanNet size once, before timing. Prints one table.
+
+    .venv/bin/python bench/train_data.py [--samples-original 6] [--samples-cached 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+COLOR_SIZE, DEPTH_SIZE = (1296, 968), (640, 480)
+MASKED_VIEWS = 8
+
+
+def original_scene(prep: Path, scene_id: str) -> dict:
+    """The inputs the original reads per sample, at ScanNet sizes: JPEG and PNG bytes, poses, intrinsics, BEV."""
+    import cv2
+    import pyarrow.parquet as pq
+    import zarr
+
+    scene = next(r for r in pq.read_table(prep / "scenes.parquet").to_pylist() if r["scene_id"] == scene_id)
+    chosen = [r["frame_idx"] for r in sorted(pq.read_table(prep / "selections.parquet").to_pylist(),
+                                             key=lambda r: r["rank"])
+              if r["scene_id"] == scene_id and r["strategy"] == "uniform"]
+    frames = {r["frame_idx"]: r for r in pq.read_table(prep / "scenes" / scene_id / "frames.parquet").to_pylist()}
+    kept = [r["frame_idx"] for r in pq.read_table(prep / "scenes" / scene_id / "frames.parquet").to_pylist()]
+    arrays = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")
+    depth_all = arrays["depth"][...]
+    intrinsic = np.asarray(scene["intrinsic_depth"], np.float64).reshape(4, 4).copy()
+    intrinsic[:2] *= DEPTH_SIZE[0] / scene["depth_width"]
+    jpegs, pngs, poses = [], [], []
+    for idx in chosen:
+        color = cv2.imdecode(np.frombuffer(frames[idx]["color_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+        jpegs.append(cv2.imencode(".jpg", cv2.resize(color, COLOR_SIZE, interpolation=cv2.INTER_CUBIC))[1].tobytes())
+        depth = cv2.resize(depth_all[kept.index(idx)], DEPTH_SIZE, interpolation=cv2.INTER_NEAREST)
+        pngs.append(cv2.imencode(".png", depth)[1].tobytes())
+        poses.append(np.asarray(frames[idx]["pose"], np.float64).reshape(4, 4))
+    axis = np.asarray(scene["axis_align"], np.float64).reshape(4, 4)
+    return {"jpegs": jpegs, "pngs": pngs, "poses": [axis @ p for p in poses], "intrinsic": intrinsic,
+            "bev": arrays["bev/rgb"][...]}
+
+
+def original_sample(scene: dict, vae, rng: np.random.Generator) -> dict:
+    """One sample the original's way: decode, unproject, preprocess, encode."""
+    import cv2
+
+    from ross3d.cache.preprocess import decode_view, to_unit_range, vae_view_input
+    from ross3d.prep.geometry import frame_crop_points
+
+    pixels = to_unit_range(np.stack([decode_view(j, *DEPTH_SIZE) for j in scene["jpegs"]]))
+    coords = [frame_crop_points(cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_UNCHANGED), scene["intrinsic"],
+                                pose, 1000.0) for p, pose in zip(scene["pngs"], scene["poses"])]
+    masked = rng.choice(len(pixels), MASKED_VIEWS, replace=False)
+    with torch.no_grad():
+        bev = to_unit_range(torch.from_numpy(scene["bev"])[None])
+        bev_latent = vae.encode(bev).latent_dist
+        view_latent = vae.encode(vae_view_input(pixels[masked])).latent_dist
+    return {"pixels": pixels, "coords": coords, "bev": bev_latent.mean, "views": view_latent.mean}
+
+
+def time_it(fn, n: int) -> float:
+    """Samples per second over n calls (after one warm-up call)."""
+    fn(0)
+    start = time.perf_counter()
+    for i in range(n):
+        fn(i + 1)
+    return n / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples-original", type=int, default=6)
+    ap.add_argument("--samples-cached", type=int, default=40)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # both paths single-threaded: what one loader worker does
+
+    from diffusers import AutoencoderKL
+    from rich.console import Console
+    from rich.table import Table
+
+    from ross3d.chat import ChatEncoder
+    from ross3d.model.config import IMAGE_TOKEN_ID
+    from ross3d.model.tokenizer import build_tokenizer
+    from ross3d.train.config import TrainConfig
+    from ross3d.train.data import MicroBatchDataset, load_text_samples
+    from train_fixtures import SCENES, build_train_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = build_train_inputs(Path(tmp), num_frames=32, siglip_width=1152)
+        config = TrainConfig()
+        config.data.prep_dir, config.data.cache_dir = str(inputs["prep"]), str(inputs["cache"])
+        tokenizer = build_tokenizer(["what is in the room"], 300)
+        samples = load_text_samples(config.data, ChatEncoder(tokenizer, IMAGE_TOKEN_ID))
+        by_scene = [[i for i, s in enumerate(samples) if s.scene_id == sc] for sc in SCENES]
+        alternating = [idx for pair in zip(*by_scene) for idx in pair]
+
+        config.data.scene_cache = 1
+        cold = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
+        cold_rate = time_it(lambda i: cold[[alternating[i % len(alternating)]]], args.samples_cached)
+        warm = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
+        warm_rate = time_it(lambda i: warm[[by_scene[0][i % len(by_scene[0])]]], args.samples_cached)
+
+        vae = AutoencoderKL.from_pretrained(str(inputs["vae"])).eval()
+        scenes = [original_scene(inputs["prep"], sc) for sc in SCENES]
+        rng = np.random.default_rng(0)
+        orig_rate = time_it(lambda i: original_sample(scenes[i % len(scenes)], vae, rng), args.samples_original)
+
+    table = Table(title="trainer data path, samples/s per process (CPU, 1 thread), same 2 scenes, 32 views")
+    for col in ("path", "samples/s", "vs original"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    table.add_row("original per-sample (decode 32 JPEG + 32 PNG, unproject, SigLIP prep, VAE BEV + 8 views)",
+                  f"{orig_rate:.2f}", "1.0x")
+    table.add_row("ours, cached, cold (every sample reads its scene block)", f"{cold_rate:.2f}",
+                  f"{cold_rate / orig_rate:.1f}x")
+    table.add_row("ours, cached, warm (scene block in the loader's cache)", f"{warm_rate:.2f}",
+                  f"{warm_rate / orig_rate:.1f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
