@@ -26,7 +26,8 @@ def scannet(
     keep_going: bool = typer.Option(False, "--keep-going", help="Exit 0 even when some scenes failed."),
     source: str = typer.Option("sens", "--source", help="Frames from the raw .sens (sens) or the posed_images "
                                "export (posed-images)."),
-    posed_images: Optional[Path] = typer.Option(None, "--posed-images", help="posed_images folder (<scene>/<idx5>.jpg)."),
+    posed_images: Optional[Path] = typer.Option(None, "--posed-images",
+                                                help="posed_images folder (<scene>/<idx5>.jpg)."),
     embodiedscan_infos: Optional[list[Path]] = typer.Option(None, "--embodiedscan-infos", help="EmbodiedScan info "
                                                             "pkl (repeatable): frame lists, axis_align_matrix."),
     bev_images: Optional[Path] = typer.Option(None, "--bev-images", help="Folder of released <scene>/view_0.jpg BEV "

@@ -39,7 +39,8 @@ def both(tmp_path_factory):
     export = root / "export"
     export_posed_images(scans, export, stride=2, bev_size=64)
     sens = prep_scannet(scans, root / "sens", OPTIONS)
-    posed = prep_scannet(scans, root / "posed", _options(source="posed-images", posed_images=str(export / "posed_images")))
+    posed = prep_scannet(scans, root / "posed",
+                         _options(source="posed-images", posed_images=str(export / "posed_images")))
     assert sorted(sens.ok) == GOOD and sorted(posed.ok) == GOOD, (sens.failed, posed.failed)
     return root, scans, export, posed
 
@@ -64,7 +65,7 @@ def test_posed_images_prep_equals_sens_prep(both):
         np.testing.assert_allclose(np.array(fb["pose"])[fb["valid"]], np.array(fa["pose"])[fa["valid"]], atol=1e-6)
         for idx, jpeg in zip(fb["frame_idx"], fb["color_jpeg"]):  # the export's bytes, verbatim
             assert jpeg == (export / "posed_images" / scene_id / f"{idx:05d}.jpg").read_bytes()
-        za, zb = zarr.open_group(a / "scenes" / scene_id / "arrays.zarr"), zarr.open_group(b / "scenes" / scene_id / "arrays.zarr")
+        za, zb = (zarr.open_group(p / "scenes" / scene_id / "arrays.zarr") for p in (a, b))
         np.testing.assert_array_equal(za["depth"][:], zb["depth"][:])
         assert _selection(a, scene_id, "uniform") == _selection(b, scene_id, "uniform")
         np.testing.assert_allclose(zb["coords/uniform"][:], za["coords/uniform"][:], atol=1e-3)
@@ -253,7 +254,8 @@ def test_bad_input_fails_the_scene_naming_the_file(both, tmp_path):
         shutil.copytree(export / "posed_images" / GOOD[0], posed / scene_id)
         damage(posed / scene_id)
     (tmp_path / "scans").mkdir()
-    report = prep_scannet(tmp_path / "scans", tmp_path / "prep", _options(source="posed-images", posed_images=str(posed)))
+    report = prep_scannet(tmp_path / "scans", tmp_path / "prep",
+                          _options(source="posed-images", posed_images=str(posed)))
     assert report.ok == [GOOD[0]]
     for scene_id, (_, message) in cases.items():
         assert message in report.failed[scene_id], report.failed[scene_id]

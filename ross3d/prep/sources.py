@@ -216,14 +216,12 @@ def open_frame_source(scans_dir: Path, scene_id: str, sources: SourceOptions):
 
 @dataclass
 class SceneObjects:
-    """Objects in ascending id order: ids, labels, vertex counts and (K, 6) aligned boxes; `origin` says where
-    they came from ("annotations" or "boxes-file")."""
+    """Objects in ascending id order: ids, labels, vertex counts and (K, 6) aligned boxes."""
 
     ids: list[int]
     labels: list[str]
     n_vertices: list[int]
     boxes: np.ndarray
-    origin: str
 
 
 @dataclass
@@ -262,13 +260,12 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
     if mesh is not None and (paths.aggregation.is_file() or not (posed or sources.boxes_file)):
         found = read_objects(paths.aggregation, paths.segs)
         objects = SceneObjects([o.object_id for o in found], [o.label for o in found],
-                               [len(o.vertex_indices) for o in found], object_boxes(found, mesh.vertices),
-                               "annotations")
+                               [len(o.vertex_indices) for o in found], object_boxes(found, mesh.vertices))
     elif sources.boxes_file:
         boxes = _boxes(sources.boxes_file).get(scene_id)
         if boxes is None:
             raise InputError(sources.boxes_file, f"no 'scannet/{scene_id}' boxes")
-        objects = SceneObjects(list(range(len(boxes))), [""] * len(boxes), [0] * len(boxes), boxes, "boxes-file")
+        objects = SceneObjects(list(range(len(boxes))), [""] * len(boxes), [0] * len(boxes), boxes)
     if mesh is None:
         missing = [] if sources.selection_file else ["max-coverage selection (give --selection-file)"]
         missing.append("BEV bounds" if sources.bev_images else "BEV (give --bev-images)")

@@ -10,8 +10,9 @@
   `depth_path`, `cam2global` (raw pose) for every exported frame);
 - `OUT/bev/<scene>/view_0.jpg`: BEV images in the released style. Our rendered square S x S BEV (ross3d.prep.bev)
   is centred on a black canvas with the depth frame's aspect (int(W_d * S / H_d) x S, 576 x 432 for ScanNet) and
-  saved as JPEG (quality 95, no chroma subsampling): the original loader's resize to that same size is then the identity and its centre
-  crop recovers the square (up to JPEG loss), so released-style BEVs keep the contract's pixel convention;
+  saved as JPEG (quality 95, no chroma subsampling): the original loader's resize to that same size is then the
+  identity and its centre crop recovers the square (up to JPEG loss), so released-style BEVs keep the contract's
+  pixel convention;
 - `OUT/metadata/scannet_select_frames.json`: the original's max-coverage output (B.7 format) computed with our
   voxels and greedy rule over the original's candidates (every other exported valid frame, all of them when fewer
   than 32 remain), at most 32 picks;
