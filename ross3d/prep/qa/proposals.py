@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ross3d.errors import ConfigError, InputError
+from ross3d.boxes import aabb_iou
 from ross3d.prep.qa.native import load_json
 
 log = logging.getLogger(__name__)
@@ -144,16 +145,6 @@ def read_proposals(path: str | Path) -> dict[str, np.ndarray]:
     for sid, pid, box in sorted(zip(*(table.column(c).to_pylist() for c in ("scene_id", "proposal_id", "box")))):
         out.setdefault(sid, []).append(box)
     return {sid: np.asarray(b, dtype=np.float32).reshape(-1, 6) for sid, b in out.items()}
-
-
-def aabb_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (cx,cy,cz,dx,dy,dz) AABB with each of (N, 6) boxes."""
-    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 6)
-    lo, hi = box[:3] - box[3:] / 2, box[:3] + box[3:] / 2
-    los, his = boxes[:, :3] - boxes[:, 3:] / 2, boxes[:, :3] + boxes[:, 3:] / 2
-    inter = np.clip(np.minimum(hi, his) - np.maximum(lo, los), 0, None).prod(axis=1)
-    union = box[3:].prod() + boxes[:, 3:].prod(axis=1) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def match_proposal(gt_box: np.ndarray, boxes: np.ndarray | None) -> np.ndarray | None:
