@@ -1,0 +1,110 @@
+"""Metrics of the text benchmarks exactly as the original evaluators (data-and-eval-reference A.1-A.3, A.8):
+ScanQA (raw-string EM, caption metrics), SQA3D (cleaned EM per question type, EM-R) and Scan2Cap (sos/eos
+formatting, the original's scoring of unmatched objects or the standard m@0.5 rule). Caption metrics are
+pycocoevalcap's scorers on pre-formatted strings (no PTB tokenizer), x100."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import defaultdict
+
+import numpy as np
+
+from ross3d.errors import Ross3DError
+
+SQA3D_TYPES = ("what", "is", "how", "can", "which", "others")
+
+
+def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_item: bool = False) -> dict:
+    """CIDEr, BLEU-1..4, METEOR, ROUGE-L (x100) of res against gts; with per_item, also per-id score lists."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    if shutil.which("java") is None:
+        raise Ross3DError("METEOR needs a Java runtime and `java` is not on PATH: "
+                          "apt-get install default-jre-headless (make setup does it as root)")
+    bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, cider_items = Cider().compute_score(gts, res)
+    meteor_scorer = Meteor()  # a JVM subprocess, killed when the scorer is deleted
+    meteor, meteor_items = meteor_scorer.compute_score(gts, res)
+    del meteor_scorer
+    rouge, rouge_items = Rouge().compute_score(gts, res)
+    out = {"CIDEr": cider * 100, "METEOR": meteor * 100, "ROUGE-L": rouge * 100}
+    out.update({f"BLEU-{n + 1}": b * 100 for n, b in enumerate(bleu)})
+    if per_item:
+        out["items"] = {"CIDEr": np.asarray(cider_items), "METEOR": np.asarray(meteor_items),
+                        "ROUGE-L": np.asarray(rouge_items), "BLEU-4": np.asarray(bleu_items[3])}
+    return out
+
+
+def scanqa_metrics(lines: list[dict], references: dict[str, list[str]]) -> dict:
+    """EM@1: the raw prediction is one of the references; caption metrics on `pred.rstrip('.')`."""
+    ids = [str(k) for k in range(len(lines))]
+    refs = [references[line["sample_id"]] for line in lines]
+    em = np.mean([line["pred_response"] in ref for line, ref in zip(lines, refs)]) * 100
+    scores = caption_scores(dict(zip(ids, refs)), {i: [line["pred_response"].rstrip(".")] for i, line in
+                                                    zip(ids, lines)})
+    return {"EM": em, **scores, "n": len(lines)}
+
+
+_SPELLING = [("ç", "c"), ("’", "'"), (r"\bletf\b", "left"), (r"\blet\b", "left"), (r"\btehre\b", "there"),
+             (r"\brigth\b", "right"), (r"\brght\b", "right"), (r"\bbehine\b", "behind"), (r"\btv\b", "TV"),
+             (r"\bchai\b", "chair"), (r"\bwasing\b", "washing"), (r"\bwaslked\b", "walked"), (r"\boclock\b", "o'clock"),
+             (r"\bo'[ ]?clock\b", "o'clock")]
+_NUMBERS = {"0": "zero", "none": "zero", **{str(n): w for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}, "23": "twenty-three"}
+
+
+def clean_answer(text: str) -> str:
+    """The SQA3D evaluator's answer normalisation, rule by rule (data-and-eval-reference A.2)."""
+    text = re.sub(" +", " ", text.lower().strip())
+    text = re.sub(r"\.[ ]{2,}", ". ", text)
+    text = re.sub(r"[^a-zA-Z0-9,'\s\-:]+", "", text)
+    for pattern, repl in _SPELLING:
+        text = re.sub(pattern, repl, text)
+    text = re.sub(r"\b(\d+|none)\b", lambda m: _NUMBERS.get(m.group(1), m.group(1)), text)
+    text = re.sub(r"\b([a-zA-Z]+)([0-9])\b", r"\1", text)
+    text = re.sub(r"\b(a|an|the)\b\s+(?=\w)", "", text)
+    return re.sub(r"\bbackwards\b", "backward", text)
+
+
+def refined_match(pred: str, gt: str) -> bool:
+    """EM-R (the LEO rule): exact match, or either whitespace-free string contains the other."""
+    p, g = pred.replace(" ", ""), gt.replace(" ", "")
+    return pred == gt or p in g or g in p
+
+
+def sqa3d_metrics(lines: list[dict]) -> dict:
+    em, refined, per_type = [], [], defaultdict(list)
+    for line in lines:
+        pred, gt = clean_answer(line["pred_response"]), clean_answer(line["gt_response"])
+        em.append(pred == gt)
+        refined.append(refined_match(pred, gt))
+        per_type[line.get("question_type") or "others"].append(pred == gt)
+    out = {"EM": np.mean(em) * 100, "EM-R": np.mean(refined) * 100, "n": len(lines)}
+    out.update({f"{t}/EM": np.mean(per_type[t]) * 100 for t in SQA3D_TYPES if per_type[t]})
+    return out
+
+
+def scan2cap_format(text: str) -> str:
+    return "sos " + text.replace(".", " . ").replace(",", " , ").lower() + " eos"
+
+
+def scan2cap_metrics(lines: list[dict], unmatched: str = "original") -> dict:
+    """`original`: every object scored like the others (the release); `m@0.5`: per-object scores, zero for objects
+    without a proposal of IoU >= 0.5 (`box_input` null), averaged over all objects (the standard Scan2Cap rule)."""
+    ids = [str(k) for k in range(len(lines))]
+    gts = {i: [scan2cap_format(r) for r in line["gt_response"]] for i, line in zip(ids, lines)}
+    res = {i: [scan2cap_format(line["pred_response"])] for i, line in zip(ids, lines)}
+    scores = caption_scores(gts, res, per_item=unmatched == "m@0.5")
+    matched = np.array([line.get("box_input") is not None for line in lines])
+    out = {"n": len(lines), "matched": int(matched.sum())}
+    if unmatched == "original":
+        return {**{k: v for k, v in scores.items() if k != "items"}, **out}
+    if unmatched != "m@0.5":
+        raise ValueError(f"unknown unmatched policy {unmatched!r}")
+    return {**{f"{k}@0.5": float((v * matched).mean() * 100) for k, v in scores["items"].items()}, **out}
