@@ -86,5 +86,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except Ross3DError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -5,6 +5,7 @@ pycocoevalcap's scorers on pre-formatted strings (no PTB tokenizer), x100."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 from collections import defaultdict
@@ -16,21 +17,26 @@ from ross3d.errors import Ross3DError
 SQA3D_TYPES = ("what", "is", "how", "can", "which", "others")
 
 
-def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_item: bool = False) -> dict:
-    """CIDEr, BLEU-1..4, METEOR, ROUGE-L (x100) of res against gts; with per_item, also per-id score lists."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
+@functools.lru_cache(maxsize=1)
+def _meteor():
+    """One METEOR scorer (a JVM subprocess that loads its paraphrase tables once) per process."""
     from pycocoevalcap.meteor.meteor import Meteor
-    from pycocoevalcap.rouge.rouge import Rouge
 
     if shutil.which("java") is None:
         raise Ross3DError("METEOR needs a Java runtime and `java` is not on PATH: "
                           "apt-get install default-jre-headless (make setup does it as root)")
+    return Meteor()
+
+
+def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_item: bool = False) -> dict:
+    """CIDEr, BLEU-1..4, METEOR, ROUGE-L (x100) of res against gts; with per_item, also per-id score lists."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
     bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
     cider, cider_items = Cider().compute_score(gts, res)
-    meteor_scorer = Meteor()  # a JVM subprocess, killed when the scorer is deleted
-    meteor, meteor_items = meteor_scorer.compute_score(gts, res)
-    del meteor_scorer
+    meteor, meteor_items = _meteor().compute_score(gts, res)
     rouge, rouge_items = Rouge().compute_score(gts, res)
     out = {"CIDEr": cider * 100, "METEOR": meteor * 100, "ROUGE-L": rouge * 100}
     out.update({f"BLEU-{n + 1}": b * 100 for n, b in enumerate(bleu)})

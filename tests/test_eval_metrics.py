@@ -1,0 +1,156 @@
+"""Benchmark metrics against hand-computed values and against pycocoevalcap on the same strings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from typer.testing import CliRunner
+
+from ross3d.boxes import pairwise_iou
+from ross3d.eval.grounding_metrics import multi3drefer_metrics, scanrefer_metrics, select_boxes, set_f1
+from ross3d.eval.scoring import score
+from ross3d.eval.text_metrics import clean_answer, refined_match, scan2cap_format, scan2cap_metrics, sqa3d_metrics
+
+
+def _line(sample_id, pred, gt, qtype=None, **extra):
+    return {"sample_id": sample_id, "pred_response": pred, "gt_response": gt, "question_type": qtype, **extra}
+
+
+def test_scanqa_em_is_raw_string_and_caption_metrics_equal_pycocoevalcap():
+    lines = [_line("a", "brown", "brown"), _line("b", "Brown.", "brown"), _line("c", "two chairs", "two"),
+             _line("d", "a red chair.", "red chair")]
+    refs = {"a": {"answers": ["brown", "dark brown"]}, "b": {"answers": ["brown"]},
+            "c": {"answers": ["two", "2"]}, "d": {"answers": ["red chair", "chair"]}}
+    metrics = score("scanqa", lines, refs)
+    assert metrics["EM"] == pytest.approx(25.0)  # only "brown" matches exactly; "Brown." does not
+    gts = {str(k): refs[line["sample_id"]]["answers"] for k, line in enumerate(lines)}
+    res = {str(k): [line["pred_response"].rstrip(".")] for k, line in enumerate(lines)}
+    assert metrics["CIDEr"] == pytest.approx(Cider().compute_score(gts, res)[0] * 100)
+    bleu = Bleu(4).compute_score(gts, res, verbose=0)[0]
+    assert [metrics[f"BLEU-{n}"] for n in range(1, 5)] == pytest.approx([b * 100 for b in bleu])
+    assert metrics["ROUGE-L"] == pytest.approx(Rouge().compute_score(gts, res)[0] * 100)
+    assert metrics["METEOR"] == pytest.approx(Meteor().compute_score(gts, res)[0] * 100)
+    assert metrics["n"] == 4
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    ("The TV.", "TV"), ("  Two   chairs ", "two chairs"), ("2", "two"), ("none", "zero"), ("23", "twenty-three"),
+    ("letf", "left"), ("Rigth!", "right"), ("walk backwards", "walk backward"), ("chair3", "chair"),
+    ("an apple", "apple"), ("o' clock", "o'clock"), ("behine the door", "behind door"),
+])
+def test_sqa3d_answer_cleaning(raw, cleaned):
+    assert clean_answer(raw) == cleaned
+
+
+def test_sqa3d_em_per_type_and_refined():
+    lines = [_line("1", "Left.", "left", "which"), _line("2", "chair", "wooden chair", "what"),
+             _line("3", "two", "2", "how"), _line("4", "yes", "no", "is")]
+    m = sqa3d_metrics(lines)
+    assert m["EM"] == pytest.approx(50.0) and m["EM-R"] == pytest.approx(75.0)
+    assert (m["which/EM"], m["what/EM"], m["how/EM"], m["is/EM"]) == (100.0, 0.0, 100.0, 0.0)
+    assert refined_match("", "anything")  # the original's edge case: the empty string is contained everywhere
+
+
+def test_scan2cap_formatting_and_unmatched_policies():
+    assert scan2cap_format("This is a chair, it is red.") == "sos this is a chair ,  it is red .  eos"
+    lines = [{"pred_response": "a red chair.", "gt_response": ["A red chair.", "the chair is red."],
+              "box_input": [0, 0, 0, 1, 1, 1]},
+             {"pred_response": "a blue bed.", "gt_response": ["a blue bed."], "box_input": None}]
+    original = scan2cap_metrics(lines, "original")
+    gts = {"0": [scan2cap_format(r) for r in lines[0]["gt_response"]], "1": [scan2cap_format("a blue bed.")]}
+    res = {"0": [scan2cap_format("a red chair.")], "1": [scan2cap_format("a blue bed.")]}
+    cider, items = Cider().compute_score(gts, res)
+    assert original["CIDEr"] == pytest.approx(cider * 100) and original["matched"] == 1
+    standard = scan2cap_metrics(lines, "m@0.5")
+    assert standard["CIDEr@0.5"] == pytest.approx(items[0] * 100 / 2)  # the unmatched object scores zero
+
+
+def test_box_iou_and_scanrefer_accuracy():
+    gt = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    third = [0.5, 0.0, 0.0, 1.0, 1.0, 1.0]  # overlap 0.5 of a unit cube -> IoU 0.5 / 1.5
+    assert pairwise_iou(third, gt)[0, 0] == pytest.approx(1 / 3)
+    assert pairwise_iou([0, 0, 0, 0, 1, 1], gt)[0, 0] == pytest.approx(0.0)  # degenerate box
+    lines = [_line("a", gt, gt, "unique"), _line("b", third, gt, "multiple"),
+             _line("c", [5, 5, 5, 1, 1, 1], gt, "multiple"), _line("d", [0.2, 0, 0, 1, 1, 1], gt, "unique")]
+    m = scanrefer_metrics(lines)
+    # IoUs: 1, 1/3, 0, 0.8/1.2 = 0.667
+    assert m["all/Acc@0.25"] == pytest.approx(75.0) and m["all/Acc@0.5"] == pytest.approx(50.0)
+    assert m["unique/Acc@0.5"] == pytest.approx(100.0) and m["multiple/Acc@0.25"] == pytest.approx(50.0)
+    assert m["multiple/Acc@0.5"] == pytest.approx(0.0)
+
+
+def test_multi3drefer_selection_rules():
+    boxes = np.array([[0, 0, 0, 1, 1, 1], [3, 0, 0, 1, 1, 1], [6, 0, 0, 1, 1, 1]], float)
+    assert len(select_boxes(np.array([0.1, 0.2, 0.0, 0.9]), boxes)) == 0  # zero target wins -> empty set
+    # softmax(s/0.07): one dominant box -> exactly that one
+    picked = select_boxes(np.array([0.9, 0.1, 0.0, 0.2]), boxes)
+    np.testing.assert_array_equal(picked, boxes[:1])
+    # near-equal scores -> boxes are added until the cumulative probability reaches 0.4
+    s = np.array([0.50, 0.49, 0.48, 0.30])
+    p = np.exp(s / 0.07) / np.exp(s / 0.07).sum()
+    need = int(np.searchsorted(np.cumsum(np.sort(p[:-1])[::-1]), 0.4) + 1)
+    assert len(select_boxes(s, boxes)) == need == 2
+
+
+def test_set_f1_edge_cases():
+    a, b = np.array([[0, 0, 0, 1, 1, 1]], float), np.array([[3, 0, 0, 1, 1, 1]], float)
+    assert set_f1(np.zeros((0, 6)), np.zeros((0, 6))) == {0.25: 1.0, 0.5: 1.0}
+    assert set_f1(a, np.zeros((0, 6))) == {0.25: 0.0, 0.5: 0.0}
+    assert set_f1(np.zeros((0, 6)), a) == {0.25: 0.0, 0.5: 0.0}
+    # three predictions, one GT matched perfectly: F1 = 2 * 1 / (3 + 1)
+    preds = np.concatenate([b, a, b + [0, 3, 0, 0, 0, 0]])
+    assert set_f1(preds, a) == {0.25: 0.5, 0.5: 0.5}
+    # Hungarian assignment, not greedy: both GT boxes matched although pred 0 overlaps both
+    gts = np.array([[0, 0, 0, 2, 1, 1], [1.2, 0, 0, 1, 1, 1]], float)
+    preds = np.array([[0.5, 0, 0, 2, 1, 1], [1.3, 0, 0, 1, 1, 1]], float)
+    assert set_f1(preds, gts)[0.25] == 1.0
+
+
+def test_multi3drefer_metrics_per_type():
+    box = [0, 0, 0, 1, 1, 1]
+    lines = [
+        {"sample_id": "z", "question_type": "zt_wo_d", "scores": [0.1, 0.9], "objects": [box], "gt_response": []},
+        {"sample_id": "s", "question_type": "st_w_d", "scores": [0.9, 0.1], "objects": [box], "gt_response": [box]},
+        {"sample_id": "m", "question_type": "mt", "scores": [0.1, 0.9], "objects": [box], "gt_response": [box]},
+    ]
+    m = multi3drefer_metrics(lines)
+    assert m["zt_wo_d/F1@0.25"] == 100.0 and m["st_w_d/F1@0.5"] == 100.0 and m["mt/F1@0.5"] == 0.0
+    assert m["all/F1@0.5"] == pytest.approx(200 / 3)
+
+
+def test_score_an_original_answers_file_through_the_cli(tmp_path):
+    from ross3d_cli.app import app
+
+    gt = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    answers = tmp_path / "scanrefer.jsonl"
+    rows = [{"dataset": "scanrefer", "video": "scannet/scene0011_00", "sample_id": k, "prompt": "<image>Identify",
+             "pred_response": pred, "gt_response": gt, "model_id": "ross3d", "question_type": qt}
+            for k, (pred, qt) in enumerate([(gt, "unique"), ([0.5, 0, 0, 1, 1, 1], "multiple")])]
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "METRICS.json"
+    result = CliRunner().invoke(app, ["eval", "score", "scanrefer", str(answers), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["all/Acc@0.25"] == 100.0 and metrics["all/Acc@0.5"] == 50.0 and metrics["n"] == 2
+    assert out.with_suffix(".csv").read_text().splitlines()[0].startswith("n,")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    result = CliRunner().invoke(app, ["eval", "score", "scanrefer", str(bad), "--out", str(out)])
+    assert result.exit_code == 1 and "bad.jsonl: line 1 is not JSON" in result.output
+
+
+def test_meteor_without_java_names_what_is_missing(monkeypatch):
+    from ross3d.errors import Ross3DError
+    from ross3d.eval import text_metrics
+
+    text_metrics._meteor.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(Ross3DError, match="METEOR needs a Java runtime.*default-jre-headless"):
+        text_metrics.caption_scores({"0": ["a"]}, {"0": ["a"]})
+    text_metrics._meteor.cache_clear()
