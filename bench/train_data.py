@@ -9,7 +9,12 @@ resize and crop the views and apply the SigLIP normalisation, and VAE-encode the
 tiny random FLUX-shaped VAE on CPU (the real VAE would make the original far slower). The frames are the scenes'
 selected frames upscaled to ScanNet size once, before timing. Prints one table.
 
+With `--data-wait` (on a GPU machine) it instead trains a mid-size Ross3D (Qwen2 vocabulary, 4 layers of 512) with
+`ross3d.train` on a cache of the same scenes built there, and prints the fraction of step time spent waiting for data.
+`--prep DIR` reuses a PREP_DIR with samples.parquet (for a machine without the scan-building stack).
+
     .venv/bin/python bench/train_data.py [--samples-original 6] [--samples-cached 40]
+    python bench/train_data.py --data-wait --prep PREP_DIR [--steps 12]
 """
 
 from __future__ import annotations
@@ -76,6 +81,12 @@ def original_sample(scene: dict, vae, rng: np.random.Generator) -> dict:
     return {"pixels": pixels, "coords": coords, "bev": bev_latent.mean, "views": view_latent.mean}
 
 
+def build_train_inputs_prep(root: Path) -> Path:
+    from train_fixtures import build_train_inputs
+
+    return build_train_inputs(root / "inputs", num_frames=32, siglip_width=32)["prep"]
+
+
 def time_it(fn, n: int) -> float:
     """Samples per second over n calls (after one warm-up call)."""
     fn(0)
@@ -85,11 +96,58 @@ def time_it(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+MID_MODEL = ["vocab_size=151936", "hidden_size=512", "num_layers=4", "num_heads=8", "num_kv_heads=2",
+             "intermediate_size=1408", "denoiser_dim=256", "denoiser_depth=2", "denoiser_heads=4"]
+
+
+def data_wait(prep: Path, root: Path, steps: int, workers: int) -> list[dict]:
+    """Cache `prep` with tiny encoders (SigLIP width 1152), train the mid-size model, return the log records."""
+    from ross3d.cache import tiny
+    from ross3d.cache.run import CacheOptions, cache_latents
+    from ross3d.train.config import load_train_config
+    from ross3d.train.loop import train
+    from ross3d.train.metrics import read_log
+
+    vae = tiny.save_tiny_vae(root / "vae")
+    siglip = tiny.save_tiny_siglip(root / "siglip", hidden_size=1152, num_layers=1)
+    cache_latents(prep, root / "cache", vae, siglip, CacheOptions(strategies=("uniform",)))
+    overrides = [f"data.prep_dir={prep}", f"data.cache_dir={root / 'cache'}", f"output_dir={root / 'run'}",
+                 f"max_steps={steps}", "micro_batch=1", "grad_accum=8", f"data.num_workers={workers}", "data.scene_cache=1",
+                 "tensorboard=false", f"model.overrides={MID_MODEL}"]
+    train(load_train_config(None, overrides))
+    return read_log(root / "run" / "log.jsonl")
+
+
+def data_wait_table(records: list[dict], workers: int) -> None:
+    import torch.cuda
+    from rich.console import Console
+    from rich.table import Table
+
+    steady = records[2:]  # the first steps include start-up (workers forking, CUDA warm-up)
+    table = Table(title=f"data wait at a mid-size model ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
+                        f"micro-batch 1 x 8, {workers} loader workers, scene cache 1: every sample reads its scene)")
+    for col in ("steps", "samples/s", "data wait (median)", "data wait (max)"):
+        table.add_column(col, justify="right")
+    waits = [r["data_wait_fraction"] for r in steady]
+    table.add_row(str(len(steady)), f"{np.median([r['samples_per_s'] for r in steady]):.1f}",
+                  f"{100 * np.median(waits):.2f}%", f"{100 * max(waits):.2f}%")
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples-original", type=int, default=6)
     ap.add_argument("--samples-cached", type=int, default=40)
+    ap.add_argument("--data-wait", action="store_true", help="train the mid-size model, report the data wait")
+    ap.add_argument("--prep", type=Path, help="PREP_DIR to reuse for --data-wait")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=8, help="loader workers for --data-wait")
     args = ap.parse_args(argv)
+    if args.data_wait:
+        with tempfile.TemporaryDirectory() as tmp:
+            prep = args.prep or build_train_inputs_prep(Path(tmp))
+            data_wait_table(data_wait(prep, Path(tmp), args.steps, args.workers), args.workers)
+        return
     torch.set_num_threads(1)  # both paths single-threaded: what one loader worker does
 
     from diffusers import AutoencoderKL

@@ -142,11 +142,11 @@ def test_loss_falls_on_a_repeated_batch(inputs, tmp_path):
     # all 8 QA samples in every step (plain shuffling, one step per epoch): the model must fit them
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
         inputs, tmp_path, "data.tasks=[scanqa]", "data.grouping=shuffle", "micro_batch=8", "grad_accum=1",
-        "max_steps=8", "optim.warmup_ratio=0.0", "optim.lr=0.006", "save_every=0", "tensorboard=false",
+        "max_steps=6", "optim.warmup_ratio=0.0", "optim.lr=0.01", "save_every=0", "tensorboard=false",
         "data.num_workers=0"))
     result = train(config)
     lm = [r["lm_loss"] for r in read_log(tmp_path / "log.jsonl")]
-    assert result.steps == 8 and len(lm) == 8
+    assert result.steps == 6 and len(lm) == 6
     assert lm[-1] < 0.5 * lm[0], lm
 
 
@@ -197,18 +197,23 @@ def test_collated_batch_is_the_model_format(inputs, zero2):
 
 
 def test_rank_micro_batches_cover_each_step_once():
-    from ross3d.train.data import micro_batch_order
+    from ross3d.train.data import micro_batch_order, remaining_steps
     from ross3d.train.sampler import TASK_GROUP, plan_epoch
 
     tasks = ["scanqa"] * 40 + ["scan2cap"] * 24 + ["scanrefer"] * 24 + ["sqa3d"] * 16
     plan = plan_epoch(tasks, list(range(len(tasks))), global_batch=8, seed=3, epoch=1)
     world, micro = 2, 2
-    orders = [micro_batch_order(plan, 1, r, world, micro) for r in range(world)]
+    orders = [micro_batch_order(plan[1:], r, world, micro) for r in range(world)]
     per_step = len(plan[0]) // (world * micro)  # micro-batches per rank per step (= grad_accum)
     for s, step in enumerate(plan[1:]):
         got = np.concatenate([np.concatenate(o[s * per_step:(s + 1) * per_step]) for o in orders])
         assert sorted(got.tolist()) == sorted(step.tolist())  # ranks split the step without overlap
         assert len({TASK_GROUP[tasks[i]] for i in got}) == 1  # a single task group per step
+    # a resumed run's steps continue through the epochs' plans
+    plans = [plan_epoch(tasks, list(range(len(tasks))), 8, 3, e) for e in range(3)]
+    steps = remaining_steps(lambda e: plans[e], start=len(plans[0]) - 2, total=2 * len(plans[0]) + 1)
+    assert [e for e, _ in steps] == [0, 0] + [1] * len(plans[1]) + [2]
+    assert all(np.array_equal(row, want) for (_, row), want in zip(steps, [*plans[0][-2:], *plans[1], plans[2][0]]))
 
 
 def test_bad_config_values_name_the_key():

@@ -33,6 +33,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     preset: str = "tiny"  # used when init is null: fresh random weights of this size preset
+    overrides: list[str] = field(default_factory=list)  # Ross3DConfig `field=value` changes to the preset
     init: str | None = None  # a ross3d model folder (safetensors + config + tokenizer) to start from
     tokenizer_vocab: int = 400  # fresh runs without init: BPE vocabulary trained on the samples' texts
     mask_ratio: float = 0.25

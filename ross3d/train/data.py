@@ -9,7 +9,7 @@ prefetch work on whole micro-batches and a scene block read once serves every sa
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,9 +127,20 @@ class MicroBatchDataset(torch.utils.data.Dataset):
         return collate(picked, [self.scenes.get(s.scene_id) for s in picked], self.pad_id)
 
 
-def micro_batch_order(plan: np.ndarray, start_step: int, rank: int, world_size: int, micro_batch: int) -> list:
-    """This rank's micro-batches (as index arrays) of every step from `start_step` on, in training order."""
-    return [mb for step in plan[start_step:] for mb in rank_micro_batches(step, rank, world_size, micro_batch)]
+def remaining_steps(plan: Callable[[int], np.ndarray], start: int, total: int) -> list[tuple[int, np.ndarray]]:
+    """(epoch, sample indices) of optimizer steps start+1 .. total, continuing through epochs' plans."""
+    out: list[tuple[int, np.ndarray]] = []
+    epoch = 0
+    while len(out) < total:
+        rows = plan(epoch)
+        out += [(epoch, row) for row in rows[:total - len(out)]]
+        epoch += 1
+    return out[start:]
+
+
+def micro_batch_order(steps: Sequence[np.ndarray], rank: int, world_size: int, micro_batch: int) -> list:
+    """This rank's micro-batches (as index arrays) of the given steps, in training order."""
+    return [mb for step in steps for mb in rank_micro_batches(step, rank, world_size, micro_batch)]
 
 
 def micro_batches(dataset: MicroBatchDataset, order: list, config: DataConfig, on_gpu: bool) -> Iterator[dict]:

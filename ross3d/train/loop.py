@@ -57,7 +57,8 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
 
     from ross3d.chat import ChatEncoder
     from ross3d.train.checkpoint import Checkpointer, export_model
-    from ross3d.train.data import MicroBatchDataset, load_text_samples, micro_batch_order, micro_batches
+    from ross3d.train.data import (MicroBatchDataset, load_text_samples, micro_batch_order, micro_batches,
+                                   remaining_steps)
     from ross3d.train.engine import build_engine
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
     from ross3d.train.sampler import plan_epoch
@@ -94,37 +95,32 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     losses: list[float] = []
     on_gpu = dist.device.type == "cuda"
 
-    # ---- the loop: one iteration per optimizer step
-    while step < total:
-        epoch, within = divmod(step, steps_per_epoch)
-        epoch_plan = plan(epoch)
-        batches = micro_batches(dataset, micro_batch_order(epoch_plan, within, dist.rank, dist.world_size,
-                                                           config.micro_batch), config.data, on_gpu)
-        for indices in epoch_plan[within:]:
-            if step >= total:
-                break
-            start, wait = time.perf_counter(), 0.0
-            lr = engine.get_lr()[0]
-            sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
-            for micro in range(config.grad_accum):
-                t = time.perf_counter()
-                batch = _move(next(batches), dist.device)
-                wait += time.perf_counter() - t
-                generator = _generator(dist.device, config.seed, dist.rank, step, micro)
-                result = engine(batch, global_step=step, generator=generator)
-                engine.backward(result["loss"])
-                engine.step()
-                sums += torch.stack([result[k].detach().float().cpu() for k in LOSS_KEYS]).double()
-            step += 1
-            means = _rank_mean(sums / config.grad_accum, dist.device, dist.world_size)
-            seconds = time.perf_counter() - start
-            losses.append(means[0])
-            if metrics.should_log(step, total):
-                metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr,
-                             "grad_norm": _grad_norm(engine), "samples_per_s": global_batch / seconds,
-                             "data_wait_fraction": wait / seconds, "epoch": epoch,
-                             "task": "+".join(sorted({tasks[i] for i in indices}))})
-            checkpointer.maybe_save(engine, step, epoch, total)
+    # ---- the loop: one iteration per optimizer step; one loader (workers, prefetch) spans the remaining steps
+    steps = remaining_steps(plan, step, total)
+    batches = micro_batches(dataset, micro_batch_order([row for _, row in steps], dist.rank, dist.world_size,
+                                                       config.micro_batch), config.data, on_gpu)
+    for epoch, indices in steps:
+        start, wait = time.perf_counter(), 0.0
+        lr = engine.get_lr()[0]
+        sums = torch.zeros(len(LOSS_KEYS), device=dist.device)
+        for micro in range(config.grad_accum):
+            t = time.perf_counter()
+            batch = _move(next(batches), dist.device)
+            wait += time.perf_counter() - t
+            result = engine(batch, global_step=step, generator=_generator(dist.device, config.seed, dist.rank,
+                                                                          step, micro))
+            engine.backward(result["loss"])
+            engine.step()
+            sums += torch.stack([result[k].detach().float() for k in LOSS_KEYS])
+        step += 1
+        means = _rank_mean(sums / config.grad_accum, dist.world_size)
+        seconds = time.perf_counter() - start
+        losses.append(means[0])
+        if metrics.should_log(step, total):
+            metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, "grad_norm": _grad_norm(engine),
+                         "samples_per_s": global_batch / seconds, "data_wait_fraction": wait / seconds,
+                         "epoch": epoch, "task": "+".join(sorted({tasks[i] for i in indices}))})
+        checkpointer.maybe_save(engine, step, epoch, total)
 
     # ---- the end: HF-style export for eval, loss curve
     export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
@@ -147,12 +143,11 @@ def _generator(device: torch.device, *key: int) -> torch.Generator:
     return torch.Generator(device).manual_seed(seed)
 
 
-def _rank_mean(values: torch.Tensor, device: torch.device, world_size: int) -> list[float]:
+def _rank_mean(values: torch.Tensor, world_size: int) -> list[float]:
     if world_size > 1:
-        values = values.to(device)
         torch.distributed.all_reduce(values)
         values = values / world_size
-    return [float(v) for v in values]
+    return values.tolist()
 
 
 def _grad_norm(engine) -> float | None:

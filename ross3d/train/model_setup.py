@@ -44,6 +44,24 @@ def _training_texts(config: TrainConfig) -> list[str]:
     return [text.replace("<image>", " ") for row in rows for _, text in row.conversations]
 
 
+def _preset_overrides(items: list[str]) -> dict:
+    """`field=value` strings (values as YAML scalars) checked against the Ross3DConfig fields."""
+    import dataclasses
+
+    import yaml
+
+    from ross3d.model.config import Ross3DConfig
+
+    fields = {f.name for f in dataclasses.fields(Ross3DConfig)}
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key.strip() not in fields:
+            raise ConfigError(f"model.overrides: {item!r} is not `field=value` with a model config field")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
 def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False):
     """(model, tokenizer) for the run; a fresh tokenizer is written to tokenizer_dir (by the main rank), or read
     from it with `reuse_tokenizer` (resume)."""
@@ -75,7 +93,7 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
         from ross3d.model.tokenizer import build_tokenizer
 
         tokenizer = build_tokenizer(_training_texts(config), config.model.tokenizer_vocab)
-    model_config = preset(config.model.preset, **sizes, **options)
+    model_config = preset(config.model.preset, **{**_preset_overrides(config.model.overrides), **sizes, **options})
     if len(tokenizer) + 2 > model_config.vocab_size:
         raise ConfigError(f"model.tokenizer_vocab: {len(tokenizer)} + 2 added tokens exceed the "
                           f"{model_config.vocab_size}-row vocabulary of preset {config.model.preset!r}")
