@@ -42,7 +42,8 @@ demo: setup
 	$(VENV)/bin/python -m ross3d_cli.demo --out $(DEMO_DIR)
 
 eval: setup
-	$(VENV)/bin/ross3d eval demo-table --demo-dir $(DEMO_DIR) --checkpoint $(MODEL)
+	$(VENV)/bin/ross3d eval run --benchmark all --checkpoint $(MODEL) --cache $(DEMO_DIR)/cache \
+	    --samples $(DEMO_DIR)/prep/samples.parquet --out $(DEMO_DIR)/results
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

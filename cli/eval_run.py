@@ -12,17 +12,22 @@ from ross3d_cli.eval import eval_app
 ALL = "all"
 
 
-def _print_table(results: dict[str, dict]) -> None:
+def _print_table(results: dict[str, dict], baselines: dict[str, dict] | None = None) -> None:
     from rich.table import Table
 
+    from ross3d.eval.baselines import HEADLINE
     from ross3d_cli.console import console
 
     table = Table(title="ross3d eval")
-    for col in ("benchmark", "n", "metrics (%)"):
-        table.add_column(col)
+    columns = ["benchmark", "n", "metric (%)", "model"] + (["baseline"] if baselines else [])
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("n", "model", "baseline") else "left")
     for bench, metrics in results.items():
-        shown = ", ".join(f"{k} {v:.1f}" for k, v in metrics.items() if isinstance(v, float))
-        table.add_row(bench, str(metrics.get("n", "")), shown)
+        key = HEADLINE[bench]
+        row = [bench, str(metrics.get("n", "")), key, f"{metrics.get(key, float('nan')):.1f}"]
+        if baselines:
+            row.append(f"{baselines[bench].get(key, float('nan')):.1f}")
+        table.add_row(*row)
     console.print(table)
 
 
@@ -40,14 +45,17 @@ def eval_run(
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
+    baseline: bool = typer.Option(True, help="Also score the trivial baseline (most frequent answer, random "
+                                             "proposal) on the same samples -> BASELINE.json."),
 ) -> None:
     """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format)."""
+    from ross3d.eval.baselines import baseline_metrics
     from ross3d.eval.runner import EvalOptions, Evaluator
     from ross3d.eval.scoring import BENCHMARKS, references_from_samples, score, write_answers, write_metrics
     from ross3d_cli.console import RichProgress, console, user_errors
 
     benchmarks = list(BENCHMARKS) if benchmark == ALL else benchmark.split(",")
-    results = {}
+    results, baselines = {}, {}
     with user_errors():
         options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
                               split=split, device=device)
@@ -58,8 +66,11 @@ def eval_run(
             write_answers(out / bench / "answers.jsonl", lines)
             results[bench] = score(bench, lines, references_from_samples(samples, bench), scan2cap_unmatched)
             write_metrics(results[bench], out / bench / "METRICS.json")
-    _print_table(results)
-    console.print(f"results in {out}")
+            if baseline:
+                baselines[bench] = baseline_metrics(samples.parent, bench, limit=limit)
+                write_metrics(baselines[bench], out / bench / "BASELINE.json")
+    _print_table(results, baselines)
+    console.print(f"answers and every metric in {out}/<benchmark>/ (answers.jsonl, METRICS.json, BASELINE.json)")
 
 
 @eval_app.command("score")
