@@ -228,3 +228,22 @@ def test_bad_config_values_name_the_key():
     seven = load_train_config(ROOT / "configs/ross3d_7b.yaml")
     assert (seven.micro_batch, seven.grad_accum, seven.zero_stage, seven.precision) == (1, 32, 3, "bf16")
     assert seven.optim.lr == 1e-5 and seven.optim.warmup_ratio == 0.03 and seven.epochs == 1
+
+
+@pytest.mark.slow
+def test_two_ranks_under_torchrun_match_one_process(inputs, zero2, tmp_path):
+    # 2 ranks x micro-batch 2 = the single process's 2 x 2 accumulation: same samples per step, so the losses
+    # without random draws (LM and grounding; no view masking in steps 1-3) agree
+    out = tmp_path / "ddp"
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "ross3d_cli.app", "train",
+           str(ROOT / "configs/tiny.yaml")]
+    for item in _overrides(inputs, out, "grad_accum=1", "save_every=0", "tensorboard=false"):
+        cmd += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for a, b in zip(zero2["records"][:3], read_log(out / "log.jsonl")):
+        assert a["task"] == b["task"]
+        assert b["lm_loss"] == pytest.approx(a["lm_loss"], rel=1e-4, abs=1e-5)
+        assert b["ground_loss"] == pytest.approx(a["ground_loss"], rel=1e-4, abs=1e-5)
