@@ -112,19 +112,19 @@ def data_wait(prep: Path, root: Path, steps: int, workers: int) -> list[dict]:
     siglip = tiny.save_tiny_siglip(root / "siglip", hidden_size=1152, num_layers=1)
     cache_latents(prep, root / "cache", vae, siglip, CacheOptions(strategies=("uniform",)))
     overrides = [f"data.prep_dir={prep}", f"data.cache_dir={root / 'cache'}", f"output_dir={root / 'run'}",
-                 f"max_steps={steps}", "micro_batch=1", "grad_accum=8", f"data.num_workers={workers}", "data.scene_cache=1",
-                 "tensorboard=false", f"model.overrides={MID_MODEL}"]
+                 f"max_steps={steps}", "micro_batch=1", "grad_accum=8", f"data.num_workers={workers}",
+                 "data.scene_cache=1", "tensorboard=false", f"model.overrides={MID_MODEL}"]
     train(load_train_config(None, overrides))
     return read_log(root / "run" / "log.jsonl")
 
 
 def data_wait_table(records: list[dict], workers: int) -> None:
-    import torch.cuda
     from rich.console import Console
     from rich.table import Table
 
     steady = records[2:]  # the first steps include start-up (workers forking, CUDA warm-up)
-    table = Table(title=f"data wait at a mid-size model ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    table = Table(title=f"data wait at a mid-size model ({device}, "
                         f"micro-batch 1 x 8, {workers} loader workers, scene cache 1: every sample reads its scene)")
     for col in ("steps", "samples/s", "data wait (median)", "data wait (max)"):
         table.add_column(col, justify="right")

@@ -32,8 +32,9 @@ def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
         raise InputError(Path(cache_dir) / "index.parquet", f"no scene cached with strategy {strategy!r}")
     arrays = reader.load_scene(scenes[0], strategy)
     n_frames, n_patches, width = arrays["frames/vision"].shape
+    channels, _, bev_grid = arrays["bev/vae_mean"].shape
     return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
-            "bev_latent_grid": int(arrays["bev/vae_mean"].shape[-1]), "latent_channels": int(arrays["bev/vae_mean"].shape[0]),
+            "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
             "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
 
 
