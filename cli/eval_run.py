@@ -44,6 +44,9 @@ def eval_run(
     max_new_tokens: int = typer.Option(32, help="Generation length limit for text tasks."),
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    spatial_instruction: bool = typer.Option(None, "--spatial-instruction/--no-spatial-instruction",
+                                             help="Default: as the checkpoint was trained (the original's eval "
+                                                  "omits it; --no-spatial-instruction reproduces that)."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
     baseline: bool = typer.Option(True, help="Also score the trivial baseline (most frequent answer, random "
                                              "proposal) on the same samples -> BASELINE.json."),
@@ -58,7 +61,7 @@ def eval_run(
     results, baselines = {}, {}
     with user_errors():
         options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
-                              split=split, device=device)
+                              split=split, device=device, spatial_instruction=spatial_instruction)
         evaluator = Evaluator(checkpoint, cache, samples.parent, options)
         for bench in benchmarks:
             with RichProgress() as progress:

@@ -33,7 +33,9 @@ class EvalOptions:
     max_new_tokens: int = 32
     limit: int | None = None  # first N samples of each benchmark (a quick look)
     split: str | None = None  # default: the benchmark's standard split (BENCHMARK_SPLITS)
-    spatial_instruction: bool = False  # the original's evaluation omits it (data-and-eval-reference A.0)
+    # None: as the checkpoint was trained (config.extra["spatial_instruction"]); the original's evaluation omits the
+    # sentence although its training adds it (data-and-eval-reference A.0), reproduce that with False
+    spatial_instruction: bool | None = None
     device: str = "cpu"
 
 
@@ -51,6 +53,8 @@ class Evaluator:
         self.model.to(options.device).eval()
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(self.checkpoint)
         self.encoder = ChatEncoder(self.tokenizer, self.model.config.image_token_id)
+        if options.spatial_instruction is None:
+            options.spatial_instruction = bool(self.model.config.extra.get("spatial_instruction", False))
         self.scenes = SceneCache(str(cache_dir), options.strategy, size=2)
         self.proposals = ProposalSource(prep_dir, options.strategy)
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]

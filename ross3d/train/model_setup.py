@@ -63,6 +63,11 @@ def _preset_overrides(items: list[str]) -> dict:
     return out
 
 
+def _extra(model_config, config: TrainConfig) -> dict:
+    """Training choices the exported config keeps, so evaluation prompts the model the way it was trained."""
+    return {**model_config.extra, "spatial_instruction": config.data.spatial_instruction}
+
+
 def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False):
     """(model, tokenizer) for the run; a fresh tokenizer is written to tokenizer_dir (by the main rank), or read
     from it with `reuse_tokenizer` (resume)."""
@@ -84,7 +89,7 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
         if wrong:
             raise ConfigError(f"model.init: {config.model.init} does not fit the cache (model, cache): {wrong}")
         model.config = model.config.replace(**options, latent_shift=sizes["latent_shift"],
-                                            latent_scale=sizes["latent_scale"])
+                                            latent_scale=sizes["latent_scale"], extra=_extra(model.config, config))
         tokenizer = AutoTokenizer.from_pretrained(config.model.init)
         return model, tokenizer
     torch.manual_seed(config.seed)
@@ -100,7 +105,8 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
                           f"{model_config.vocab_size}-row vocabulary of preset {config.model.preset!r}")
     model = Ross3D(model_config)
     ids = add_tokens(tokenizer, model.llm)
-    model.config = model.config.replace(ground_token_id=ids["<ground>"], coord_token_id=ids["<coord>"])
+    model.config = model.config.replace(ground_token_id=ids["<ground>"], coord_token_id=ids["<coord>"],
+                                        extra=_extra(model.config, config))
     if is_main:
         tokenizer.save_pretrained(str(tokenizer_dir))
     return model, tokenizer
