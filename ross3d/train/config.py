@@ -68,6 +68,10 @@ class TrainConfig:
     log_every: int = 1
     tensorboard: bool = True
     wandb_project: str | None = None
+    visualize_every: int = 0  # > 0: reconstruction picture of a held-out sample every N steps, beside log.jsonl
+    visualize_vae: str | None = None  # the VAE folder the cache was built with (checked against its fingerprint)
+    visualize_sample: str | None = None  # sample_id to show; default: the first cached one outside data.split
+    visualize_steps: int = 50  # DDIM steps of the preview's sampling (the 1000-step schedule respaced)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -75,12 +79,14 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         positive = {"micro_batch": self.micro_batch, "grad_accum": self.grad_accum, "epochs": self.epochs,
                     "log_every": self.log_every, "keep_checkpoints": self.keep_checkpoints,
+                    "visualize_steps": self.visualize_steps,
                     "data.prefetch_factor": self.data.prefetch_factor, "data.scene_cache": self.data.scene_cache,
                     "model.tokenizer_vocab": self.model.tokenizer_vocab}
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
         for key, value in {"max_steps": self.max_steps, "save_every": self.save_every,
+                           "visualize_every": self.visualize_every,
                            "data.num_workers": self.data.num_workers, "optim.weight_decay": self.optim.weight_decay,
                            "optim.grad_clip": self.optim.grad_clip}.items():
             if value < 0:
@@ -91,6 +97,8 @@ class TrainConfig:
             raise ConfigError(f"optim.warmup_ratio: must lie in [0, 1), got {self.optim.warmup_ratio}")
         if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
             raise ConfigError(f"optim.betas: must be two numbers in [0, 1), got {self.optim.betas}")
+        if self.visualize_every and not self.visualize_vae:
+            raise ConfigError("visualize_vae: visualize_every needs the VAE folder the cache was built with")
         bad = [t for t in self.data.tasks if t not in TASKS]
         if bad or not self.data.tasks:
             raise ConfigError(f"data.tasks: {bad or 'empty'} not among {list(TASKS)}")

@@ -94,6 +94,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
                             resolved, on_record, resume_step=step if resume else None)
     losses: list[float] = []
     on_gpu = dist.device.type == "cuda"
+    preview = _preview(config, model, tokenizer, dist)
 
     # ---- the loop: one iteration per optimizer step; one loader (workers, prefetch) spans the remaining steps
     steps = remaining_steps(plan, step, total)
@@ -120,6 +121,8 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
             metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, "grad_norm": _grad_norm(engine),
                          "samples_per_s": global_batch / seconds, "data_wait_fraction": wait / seconds,
                          "epoch": epoch, "task": "+".join(sorted({tasks[i] for i in indices}))})
+        if preview is not None:
+            preview.maybe_write(engine.module, step)
         checkpointer.maybe_save(engine, step, epoch, total)
 
     # ---- the end: HF-style export for eval, loss curve
@@ -135,6 +138,15 @@ def _model(config: TrainConfig, out: Path, dist, resume: bool):
     if config.model.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tokenizer
+
+
+def _preview(config: TrainConfig, model, tokenizer, dist):
+    """The `visualize_every` picture writer (every rank builds it: all ranks run the reconstruction together)."""
+    if not config.visualize_every:
+        return None
+    from ross3d.visualize.preview import TrainingPreview
+
+    return TrainingPreview(config, model.config, tokenizer, dist.device, dist.is_main)
 
 
 def _generator(device: torch.device, *key: int) -> torch.Generator:
