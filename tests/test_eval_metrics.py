@@ -43,6 +43,11 @@ def test_scanqa_em_is_raw_string_and_caption_metrics_equal_pycocoevalcap():
     ("The TV.", "TV"), ("  Two   chairs ", "two chairs"), ("2", "two"), ("none", "zero"), ("23", "twenty-three"),
     ("letf", "left"), ("Rigth!", "right"), ("walk backwards", "walk backward"), ("chair3", "chair"),
     ("an apple", "apple"), ("o' clock", "o'clock"), ("behine the door", "behind door"),
+    # exactly the original's sequential rules: "a a chair" loses only the first article (non-overlapping matches),
+    # an article before digits or before two spaces stays, only spaces (not tabs) are stripped, "let" -> "left"
+    ("a a chair", "a chair"), ("a 25", "a 25"), ("the ! chair", "the  chair"), ("yes\t", "yes\t"),
+    ("let", "left"), ("1:30", "one:30"), ("Table 3", "table three"), ("none of them", "zero of them"),
+    ("It's 12 o'clock.", "it's twelve o'clock"), ("mat2", "mat"), ("café", "caf"),
 ])
 def test_sqa3d_answer_cleaning(raw, cleaned):
     assert clean_answer(raw) == cleaned
@@ -55,6 +60,7 @@ def test_sqa3d_em_per_type_and_refined():
     assert m["EM"] == pytest.approx(50.0) and m["EM-R"] == pytest.approx(75.0)
     assert (m["which/EM"], m["what/EM"], m["how/EM"], m["is/EM"]) == (100.0, 0.0, 100.0, 0.0)
     assert refined_match("", "anything")  # the original's edge case: the empty string is contained everywhere
+    assert refined_match("yes\t", "y es") and not refined_match("no", "yes")  # all whitespace is dropped
 
 
 def test_scan2cap_formatting_and_unmatched_policies():
@@ -154,3 +160,128 @@ def test_meteor_without_java_names_what_is_missing(monkeypatch):
     with pytest.raises(Ross3DError, match="METEOR needs a Java runtime.*default-jre-headless"):
         text_metrics.caption_scores({"0": ["a"]}, {"0": ["a"]})
     text_metrics._meteor.cache_clear()
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _original_line(dataset, k, pred, gt, qtype=None, **extra):
+    return {"dataset": dataset, "video": "scannet/scene0000_00", "sample_id": k, "prompt": "<image> q",
+            "pred_response": pred, "gt_response": gt, "model_id": "ross3d-7b", "question_type": qtype, **extra}
+
+
+def _score_cli(*args):
+    from ross3d_cli.app import app
+
+    return CliRunner().invoke(app, ["eval", "score", *map(str, args)])
+
+
+def test_scanqa_with_the_original_question_file_through_the_cli(tmp_path):
+    questions = tmp_path / "scanqa_val_llava_style.json"
+    questions.write_text(json.dumps([
+        {"id": "val-scene0000-0_0", "conversations": [{"from": "human", "value": "<image> What?"},
+                                                      {"from": "gpt", "value": "brown"}],
+         "metadata": {"answers": ["brown", "dark brown"]}},
+        {"id": "val-scene0000-1_0", "conversations": [{"from": "human", "value": "<image> Where?"},
+                                                      {"from": "gpt", "value": "on the table"}],
+         "metadata": {"answers": ["on the table", "on table"]}}]))
+    answers = _write_jsonl(tmp_path / "scanqa.jsonl", [
+        _original_line("scanqa", "val-scene0000-0", "dark brown", "brown"),
+        _original_line("scanqa", "val-scene0000-1", "on table.", "on the table")])
+    out = tmp_path / "scanqa" / "METRICS.json"
+    result = _score_cli("scanqa", answers, "--questions", questions, "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    # "dark brown" is the second reference (full list from the question file); "on table." is not raw-equal
+    assert metrics["EM"] == 50.0 and metrics["n"] == 2
+    gts = {"0": ["brown", "dark brown"], "1": ["on the table", "on table"]}
+    res = {"0": ["dark brown"], "1": ["on table"]}
+    assert metrics["CIDEr"] == pytest.approx(Cider().compute_score(gts, res)[0] * 100, abs=1e-4)
+    assert metrics["ROUGE-L"] == pytest.approx(Rouge().compute_score(gts, res)[0] * 100, abs=1e-4)
+    assert set(metrics) == {"n", "EM", "CIDEr", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L"}
+    header, values = out.with_suffix(".csv").read_text().splitlines()
+    assert header.split(",") == list(metrics) and float(values.split(",")[header.split(",").index("EM")]) == 50.0
+    # an answer whose id is not in the question file is bad input, named in one line
+    stray = _write_jsonl(tmp_path / "stray.jsonl", [_original_line("scanqa", "val-scene0999-0", "x", "y")])
+    result = _score_cli("scanqa", stray, "--questions", questions, "--out", out)
+    assert result.exit_code == 1 and "val-scene0999-0" in result.output and "no reference" in result.output
+
+
+def test_sqa3d_original_file_through_the_cli(tmp_path):
+    answers = _write_jsonl(tmp_path / "sqa3d.jsonl", [
+        _original_line("sqa3d", "1", "Two.", "2", "how"), _original_line("sqa3d", "2", "the left", "left", "which"),
+        _original_line("sqa3d", "3", "kitchen sink", "sink", "what"), _original_line("sqa3d", "4", "no", "yes", "is")])
+    out = tmp_path / "METRICS.json"
+    assert _score_cli("sqa3d", answers, "--out", out).exit_code == 0
+    metrics = json.loads(out.read_text())
+    assert metrics == {"EM": 50.0, "EM-R": 75.0, "n": 4, "what/EM": 0.0, "is/EM": 0.0, "how/EM": 100.0,
+                       "which/EM": 100.0}
+
+
+def test_scan2cap_unmatched_needs_box_input_and_uses_the_question_file(tmp_path):
+    rows = [_original_line("scan2cap", "scene0000_00|3|0", "a red chair.", ["A red chair.", "the red chair."],
+                           scene="scene0000_00"),
+            _original_line("scan2cap", "scene0000_00|5|0", "a red chair.", ["a wooden door."], scene="scene0000_00")]
+    answers = _write_jsonl(tmp_path / "scan2cap.jsonl", rows)
+    out = tmp_path / "METRICS.json"
+    result = _score_cli("scan2cap", answers, "--scan2cap-unmatched", "m@0.5", "--out", out)
+    assert result.exit_code == 1 and "m@0.5 needs each object's box_input" in result.output
+    questions = tmp_path / "scan2cap_val_llava_style.json"
+    questions.write_text(json.dumps([
+        {"id": "scene0000_00|3|0", "box_input": [0, 0, 0, 1, 1, 1], "annotations": ["A red chair."],
+         "conversations": [{"from": "human", "value": "<image> ..."}, {"from": "gpt", "value": "A red chair."}]},
+        {"id": "scene0000_00|5|0", "box_input": None, "annotations": ["a wooden door."],
+         "conversations": [{"from": "human", "value": "<image> ..."}, {"from": "gpt", "value": "a wooden door."}]}]))
+    result = _score_cli("scan2cap", answers, "--questions", questions, "--scan2cap-unmatched", "m@0.5", "--out", out)
+    assert result.exit_code == 0, result.output
+    standard = json.loads(out.read_text())
+    gts = {"0": [scan2cap_format(r) for r in rows[0]["gt_response"]], "1": [scan2cap_format("a wooden door.")]}
+    res = {"0": [scan2cap_format("a red chair.")], "1": [scan2cap_format("a red chair.")]}
+    cider, items = Cider().compute_score(gts, res)
+    # the answers' own gt_response lists are the references; the unmatched object (box_input null) scores zero
+    assert standard["CIDEr@0.5"] == pytest.approx(items[0] * 100 / 2, abs=1e-4) and standard["matched"] == 1
+    assert _score_cli("scan2cap", answers, "--out", out).exit_code == 0
+    assert json.loads(out.read_text())["CIDEr"] == pytest.approx(cider * 100, abs=1e-4)
+
+
+def test_grounding_gt_boxes_come_from_objects_parquet_with_samples(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ross3d.prep.qa.schema import Sample, write_samples
+
+    def sample(k, task, ids, qtype):
+        return Sample(sample_id=k, split="val", task=task, scene_id="scene0000_00",
+                      conversations=[("human", "<image>Identify"), ("gpt", "<ground>")], answers=["<ground>"],
+                      object_ids=ids, question_type=qtype)
+
+    write_samples(tmp_path / "samples.parquet", [sample("r0", "scanrefer", [1], "unique"),
+                                                 sample("r1", "scanrefer", [2], "multiple"),
+                                                 sample("m0", "multi3drefer", [1, 2], "mt")])
+    boxes = {1: [0, 0, 0, 1, 1, 1], 2: [3, 0, 0, 1, 1, 1]}
+    pq.write_table(pa.table({"scene_id": ["scene0000_00"] * 2, "object_id": pa.array([1, 2], pa.int32()),
+                             "label": ["chair", "chair"], "box": pa.array(list(boxes.values()),
+                                                                           pa.list_(pa.float32(), 6))}),
+                   tmp_path / "objects.parquet")
+    # the answers' gt_response is wrong on purpose: with --samples the GT comes from objects.parquet
+    far = [9, 9, 9, 1, 1, 1]
+    answers = _write_jsonl(tmp_path / "scanrefer.jsonl", [
+        _original_line("scanrefer", "r0", boxes[1], far), _original_line("scanrefer", "r1", boxes[1], far)])
+    out = tmp_path / "METRICS.json"
+    result = _score_cli("scanrefer", answers, "--samples", tmp_path / "samples.parquet", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == {"n": 2, "unique/Acc@0.25": 100.0, "unique/Acc@0.5": 100.0,
+                                           "multiple/Acc@0.25": 0.0, "multiple/Acc@0.5": 0.0,
+                                           "all/Acc@0.25": 50.0, "all/Acc@0.5": 50.0}
+    # Multi3DRefer: two proposals with equal scores, the zero target far below: the first alone has p = 0.5 >= 0.4,
+    # so one box is predicted for the two GT boxes (from objects.parquet): F1 = 2 * 1 / (1 + 2)
+    answers = _write_jsonl(tmp_path / "multi3drefer.jsonl", [
+        {**_original_line("multi3drefer", "m0", None, [far]), "scores": [0.5, 0.5, -1.0],
+         "objects": [boxes[1], boxes[2]]}])
+    assert _score_cli("multi3drefer", answers, "--samples", tmp_path / "samples.parquet", "--out", out).exit_code == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["mt/F1@0.5"] == pytest.approx(200 / 3, abs=1e-4) and metrics["all/F1@0.25"] == metrics["mt/F1@0.5"]
+    assert _score_cli("multi3drefer", answers, "--out", out).exit_code == 0  # the line's own (far) GT box
+    assert json.loads(out.read_text())["all/F1@0.25"] == 0.0

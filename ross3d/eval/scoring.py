@@ -13,6 +13,7 @@ from ross3d.errors import InputError
 
 log = logging.getLogger(__name__)
 BENCHMARKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
+GROUNDING = ("scanrefer", "multi3drefer")
 
 
 def read_answers(path: str | Path) -> list[dict]:
@@ -39,26 +40,55 @@ def write_answers(path: str | Path, lines: list[dict]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def object_boxes(path: str | Path) -> dict[tuple[str, int], list[float]]:
+    """(scene_id, object_id) -> GT box [cx, cy, cz, dx, dy, dz] from PREP_DIR/objects.parquet."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "objects.parquet not found (it holds the GT boxes of the grounding benchmarks)")
+    table = pq.read_table(path, columns=["scene_id", "object_id", "box"])
+    return {(scene, int(obj)): [float(v) for v in box] for scene, obj, box in
+            zip(*(table[c].to_pylist() for c in ("scene_id", "object_id", "box")))}
+
+
 def references_from_samples(path: str | Path, benchmark: str) -> dict[str, dict]:
-    """sample_id -> {answers, box_input} from PREP_DIR/samples.parquet."""
+    """sample_id -> {answers, box_input, question_type} from PREP_DIR/samples.parquet; for the grounding
+    benchmarks also gt_boxes, the samples' target objects' boxes from objects.parquet beside it."""
     from ross3d.prep.qa.schema import read_samples
 
-    return {s.sample_id: {"answers": list(s.answers), "box_input": s.box_input}
-            for s in read_samples(path, tasks=[benchmark])}
+    samples = read_samples(path, tasks=[benchmark])
+    boxes = object_boxes(Path(path).with_name("objects.parquet")) if benchmark in GROUNDING else {}
+    refs = {}
+    for s in samples:
+        refs[s.sample_id] = {"answers": list(s.answers), "box_input": s.box_input, "question_type": s.question_type}
+        if benchmark in GROUNDING:
+            missing = [i for i in s.object_ids if (s.scene_id, int(i)) not in boxes]
+            if missing:
+                raise InputError(Path(path).with_name("objects.parquet"),
+                                 f"no object {missing[0]} of {s.scene_id} (sample {s.sample_id})")
+            refs[s.sample_id]["gt_boxes"] = [boxes[(s.scene_id, int(i))] for i in s.object_ids]
+    return refs
 
 
 def references_from_questions(path: str | Path) -> dict[str, dict]:
-    """id -> {answers, box_input} from the original's llava-style question JSON (an array of records)."""
+    """id -> {answers, box_input, question_type} from the original's llava-style question JSON (an array)."""
     path = Path(path)
     try:
         records = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(path, f"cannot read question file ({err})") from None
+    if not isinstance(records, list):
+        raise InputError(path, "a question file is a JSON array of llava-style records")
     refs = {}
-    for rec in records:
-        answers = rec.get("metadata", {}).get("answers") or rec.get("annotations") or \
-            [rec["conversations"][1]["value"]]
-        refs[str(rec["id"])] = {"answers": list(answers), "box_input": rec.get("box_input")}
+    for number, rec in enumerate(records):
+        try:
+            metadata = rec.get("metadata") or {}
+            answers = metadata.get("answers") or rec.get("annotations") or [rec["conversations"][1]["value"]]
+            refs[str(rec["id"])] = {"answers": list(answers), "box_input": rec.get("box_input"),
+                                    "question_type": metadata.get("question_type")}
+        except (AttributeError, KeyError, IndexError, TypeError):
+            raise InputError(path, f"record {number} lacks id, metadata.answers/annotations or a gpt turn") from None
     return refs
 
 
@@ -70,10 +100,37 @@ def _reference(refs: dict[str, dict], sample_id: str) -> dict | None:
     return None
 
 
+def _with_references(benchmark: str, lines: list[dict], references: dict[str, dict] | None) -> list[dict]:
+    """Copies of the lines with what the references add: ScanQA's full answer list, Scan2Cap's box_input,
+    a missing question_type, and with samples the grounding GT boxes from objects.parquet."""
+    if not references:
+        return [dict(line) for line in lines]
+    out, missing = [], []
+    for line in lines:
+        ref = _reference(references, str(line["sample_id"]))
+        line = dict(line)
+        if ref is None:
+            missing.append(str(line["sample_id"]))
+        else:
+            line["answers"] = ref["answers"]
+            if "box_input" in ref:
+                line.setdefault("box_input", ref["box_input"])
+            line["question_type"] = line.get("question_type") or ref.get("question_type")
+            if "gt_boxes" in ref:
+                line["gt_response"] = ref["gt_boxes"][0] if benchmark == "scanrefer" else ref["gt_boxes"]
+        out.append(line)
+    if missing:
+        raise InputError(missing[0], f"{len(missing)} answer line(s) have no reference among the given "
+                                     f"{benchmark} questions/samples (sample_id {missing[0]!r} first)")
+    return out
+
+
 def score(benchmark: str, lines: list[dict], references: dict[str, dict] | None = None,
           scan2cap_unmatched: str = "original") -> dict:
-    """Metrics of one benchmark's answer lines (percentages); references fill ScanQA's full answer lists and
-    Scan2Cap's matched flags where the lines lack them."""
+    """Metrics of one benchmark's answer lines (a flat dict of percentages plus `n`). references
+    (references_from_questions/references_from_samples) give ScanQA's full answer lists, Scan2Cap's box_input
+    (needed by scan2cap_unmatched="m@0.5") and, from samples, the grounding GT boxes; without them each line's
+    gt_response is the reference."""
     from ross3d.eval import grounding_metrics as gm
     from ross3d.eval import text_metrics as tm
 
@@ -81,21 +138,18 @@ def score(benchmark: str, lines: list[dict], references: dict[str, dict] | None 
         raise InputError(benchmark, f"unknown benchmark (choose from {', '.join(BENCHMARKS)})")
     if not lines:
         raise InputError(benchmark, "no answer lines to score")
+    lines = _with_references(benchmark, lines, references)
     if benchmark == "scanqa":
-        answers = {}
-        for line in lines:
-            ref = _reference(references or {}, str(line["sample_id"]))
-            answers[line["sample_id"]] = ref["answers"] if ref else [line["gt_response"]]
         if not references:
             log.warning("no references given: ScanQA is scored against each line's gt_response only")
+        answers = {line["sample_id"]: line.get("answers") or [line["gt_response"]] for line in lines}
         return tm.scanqa_metrics(lines, answers)
     if benchmark == "sqa3d":
         return tm.sqa3d_metrics(lines)
     if benchmark == "scan2cap":
-        for line in lines:
-            if "box_input" not in line:
-                ref = _reference(references or {}, str(line["sample_id"]))
-                line["box_input"] = ref["box_input"] if ref else [0.0] * 6
+        if scan2cap_unmatched == "m@0.5" and any("box_input" not in line for line in lines):
+            raise InputError("scan2cap", "m@0.5 needs each object's box_input: the answer lines lack it, "
+                                         "pass --questions or --samples")
         return tm.scan2cap_metrics(lines, scan2cap_unmatched)
     if benchmark == "scanrefer":
         return gm.scanrefer_metrics(lines)

@@ -5,6 +5,7 @@ pycocoevalcap's scorers on pre-formatted strings (no PTB tokenizer), x100."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import re
 import shutil
@@ -12,9 +13,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from ross3d.errors import Ross3DError
+from ross3d.errors import ConfigError, Ross3DError
 
 SQA3D_TYPES = ("what", "is", "how", "can", "which", "others")
+SCAN2CAP_UNMATCHED = ("original", "m@0.5")
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,7 +27,15 @@ def _meteor():
     if shutil.which("java") is None:
         raise Ross3DError("METEOR needs a Java runtime and `java` is not on PATH: "
                           "apt-get install default-jre-headless (make setup does it as root)")
-    return Meteor()
+    scorer = Meteor()
+    atexit.register(scorer.__del__)  # closes the JVM's stdin, kills and reaps it (idempotent)
+    return scorer
+
+
+def _one_line(captions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """METEOR talks to its JVM one line per request: a line break inside a caption would desynchronise it (the
+    original hangs or crashes there), so line breaks become spaces for METEOR only."""
+    return {k: [c.replace("\r", " ").replace("\n", " ") for c in v] for k, v in captions.items()}
 
 
 def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_item: bool = False) -> dict:
@@ -36,7 +46,7 @@ def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_ite
 
     bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
     cider, cider_items = Cider().compute_score(gts, res)
-    meteor, meteor_items = _meteor().compute_score(gts, res)
+    meteor, meteor_items = _meteor().compute_score(_one_line(gts), _one_line(res))
     rouge, rouge_items = Rouge().compute_score(gts, res)
     out = {"CIDEr": cider * 100, "METEOR": meteor * 100, "ROUGE-L": rouge * 100}
     out.update({f"BLEU-{n + 1}": b * 100 for n, b in enumerate(bleu)})
@@ -59,7 +69,7 @@ def scanqa_metrics(lines: list[dict], references: dict[str, list[str]]) -> dict:
 _SPELLING = [("ç", "c"), ("’", "'"), (r"\bletf\b", "left"), (r"\blet\b", "left"), (r"\btehre\b", "there"),
              (r"\brigth\b", "right"), (r"\brght\b", "right"), (r"\bbehine\b", "behind"), (r"\btv\b", "TV"),
              (r"\bchai\b", "chair"), (r"\bwasing\b", "washing"), (r"\bwaslked\b", "walked"), (r"\boclock\b", "o'clock"),
-             (r"\bo'[ ]?clock\b", "o'clock")]
+             (r"\bo'[ ]+clock\b", "o'clock")]
 _NUMBERS = {"0": "zero", "none": "zero", **{str(n): w for n, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}, "23": "twenty-three"}
@@ -67,20 +77,21 @@ _NUMBERS = {"0": "zero", "none": "zero", **{str(n): w for n, w in enumerate(
 
 def clean_answer(text: str) -> str:
     """The SQA3D evaluator's answer normalisation, rule by rule (data-and-eval-reference A.2)."""
-    text = re.sub(" +", " ", text.lower().strip())
+    text = re.sub(" {2,}", " ", text.lower().strip(" "))
     text = re.sub(r"\.[ ]{2,}", ". ", text)
     text = re.sub(r"[^a-zA-Z0-9,'\s\-:]+", "", text)
     for pattern, repl in _SPELLING:
         text = re.sub(pattern, repl, text)
     text = re.sub(r"\b(\d+|none)\b", lambda m: _NUMBERS.get(m.group(1), m.group(1)), text)
     text = re.sub(r"\b([a-zA-Z]+)([0-9])\b", r"\1", text)
-    text = re.sub(r"\b(a|an|the)\b\s+(?=\w)", "", text)
+    for article in ("a", "an", "the"):  # one after the other, one space, a word of letters: "a a x" -> "a x"
+        text = re.sub(rf"\b{article}\b ([a-zA-Z]+)", r"\1", text)
     return re.sub(r"\bbackwards\b", "backward", text)
 
 
 def refined_match(pred: str, gt: str) -> bool:
-    """EM-R (the LEO rule): exact match, or either whitespace-free string contains the other."""
-    p, g = pred.replace(" ", ""), gt.replace(" ", "")
+    """EM-R (the LEO rule): exact match, or either string with all whitespace removed contains the other."""
+    p, g = "".join(pred.split()), "".join(gt.split())
     return pred == gt or p in g or g in p
 
 
@@ -103,6 +114,8 @@ def scan2cap_format(text: str) -> str:
 def scan2cap_metrics(lines: list[dict], unmatched: str = "original") -> dict:
     """`original`: every object scored like the others (the release); `m@0.5`: per-object scores, zero for objects
     without a proposal of IoU >= 0.5 (`box_input` null), averaged over all objects (the standard Scan2Cap rule)."""
+    if unmatched not in SCAN2CAP_UNMATCHED:
+        raise ConfigError(f"unknown Scan2Cap unmatched policy {unmatched!r} (choose from {SCAN2CAP_UNMATCHED})")
     ids = [str(k) for k in range(len(lines))]
     gts = {i: [scan2cap_format(r) for r in line["gt_response"]] for i, line in zip(ids, lines)}
     res = {i: [scan2cap_format(line["pred_response"])] for i, line in zip(ids, lines)}
@@ -111,6 +124,4 @@ def scan2cap_metrics(lines: list[dict], unmatched: str = "original") -> dict:
     out = {"n": len(lines), "matched": int(matched.sum())}
     if unmatched == "original":
         return {**{k: v for k, v in scores.items() if k != "items"}, **out}
-    if unmatched != "m@0.5":
-        raise ValueError(f"unknown unmatched policy {unmatched!r}")
     return {**{f"{k}@0.5": float((v * matched).mean() * 100) for k, v in scores["items"].items()}, **out}
