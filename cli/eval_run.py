@@ -91,6 +91,10 @@ def eval_score(
     from ross3d_cli.console import user_errors
 
     with user_errors():
+        if questions is not None and samples is not None:
+            from ross3d.errors import ConfigError
+
+            raise ConfigError("--questions and --samples are alternatives: give one of them")
         refs = None
         if questions is not None:
             refs = references_from_questions(questions)

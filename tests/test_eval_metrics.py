@@ -204,6 +204,8 @@ def test_scanqa_with_the_original_question_file_through_the_cli(tmp_path):
     header, values = out.with_suffix(".csv").read_text().splitlines()
     assert header.split(",") == list(metrics) and float(values.split(",")[header.split(",").index("EM")]) == 50.0
     # an answer whose id is not in the question file is bad input, named in one line
+    result = _score_cli("scanqa", answers, "--questions", questions, "--samples", questions, "--out", out)
+    assert result.exit_code == 1 and "give one of them" in result.output
     stray = _write_jsonl(tmp_path / "stray.jsonl", [_original_line("scanqa", "val-scene0999-0", "x", "y")])
     result = _score_cli("scanqa", stray, "--questions", questions, "--out", out)
     assert result.exit_code == 1 and "val-scene0999-0" in result.output and "no reference" in result.output
