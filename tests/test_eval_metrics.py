@@ -116,6 +116,12 @@ def test_set_f1_edge_cases():
     gts = np.array([[0, 0, 0, 2, 1, 1], [1.2, 0, 0, 1, 1, 1]], float)
     preds = np.array([[0.5, 0, 0, 2, 1, 1], [1.3, 0, 0, 1, 1, 1]], float)
     assert set_f1(preds, gts)[0.25] == 1.0
+    # exactly half-overlapping unit cubes: IoU = 0.5 / (1 + 7.5e-9) is below 0.5 in float64 (ScanRefer misses) but
+    # rounds to 0.5 in the float32 matrix of the Multi3DRefer evaluator (a hit), as in the original
+    shifted = np.array([[1 / 3, 0, 0, 1, 1, 1]])
+    assert pairwise_iou(shifted, a)[0, 0] < 0.5 and np.float32(pairwise_iou(shifted, a)[0, 0]) == 0.5
+    assert set_f1(shifted, a)[0.5] == 1.0
+    assert scanrefer_metrics([_line("x", shifted[0].tolist(), a[0].tolist(), "unique")])["all/Acc@0.5"] == 0.0
 
 
 def test_multi3drefer_metrics_per_type():

@@ -46,14 +46,15 @@ def select_boxes(scores: np.ndarray, boxes: np.ndarray, temperature: float = 0.0
 
 def set_f1(pred: np.ndarray, gt: np.ndarray) -> dict[float, float]:
     """F1@k of a predicted box set against a GT set: Hungarian matching maximising IoU on the zero-padded square
-    matrix, TP@k = matched pairs with IoU >= k, F1 = 2 TP / (P + G); both empty -> 1, one empty -> 0."""
+    matrix, TP@k = matched pairs with IoU >= k, F1 = 2 TP / (P + G); both empty -> 1, one empty -> 0. The matrix
+    is float32 as in the original (M3DRef-CLIP's evaluator), so an IoU a few 1e-9 below k rounds up to k."""
     pred, gt = np.asarray(pred).reshape(-1, 6), np.asarray(gt).reshape(-1, 6)
     if len(pred) == 0 and len(gt) == 0:
         return {t: 1.0 for t in THRESHOLDS}
     if len(pred) == 0 or len(gt) == 0:
         return {t: 0.0 for t in THRESHOLDS}
     size = max(len(pred), len(gt))
-    iou = np.zeros((size, size))
+    iou = np.zeros((size, size), np.float32)
     iou[:len(pred), :len(gt)] = pairwise_iou(pred, gt)
     rows, cols = linear_sum_assignment(-iou)
     matched = iou[rows, cols]
