@@ -1,5 +1,5 @@
 """Read access for training: `CacheReader(cache_dir).load_scene(scene_id, strategy)` returns a scene's arrays as
-numpy (each array read whole, one shard; bf16 features widened exactly to float32), keys as in the contract with
+numpy (each array read whole, one shard; bf16 features widened exactly to float32 or kept as bits), keys as in the contract with
 the strategy prefix removed. Only complete caches are read."""
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ class CacheReader:
     def scenes(self, strategy: str) -> list[str]:
         return sorted(r["scene_id"] for r in self.index if r["strategy"] == strategy)
 
-    def load_scene(self, scene_id: str, strategy: str) -> dict[str, np.ndarray]:
+    def load_scene(self, scene_id: str, strategy: str, bf16_bits: bool = False) -> dict[str, np.ndarray]:
         """All arrays of (scene, strategy): bev/*, objects/boxes, objects/object_ids, frames/*, tokens/voxels,
-        objects/membership."""
+        objects/membership. bf16-stored features are widened exactly to float32, or with `bf16_bits` returned as
+        their uint16 bit patterns (the trainer views them as torch.bfloat16 without a copy; widening a scene's
+        SigLIP features costs more than reading them)."""
         import zarr
 
         record = read_record(self.cache_dir, scene_id)
@@ -49,7 +51,7 @@ class CacheReader:
                 continue
             arr = group[key]
             value = arr[...]
-            if arr.attrs.get("encoding") == BF16:
+            if arr.attrs.get("encoding") == BF16 and not bf16_bits:
                 value = bf16_to_float32(value)
             out[rest if head == strategy else key] = value
         return out

@@ -71,12 +71,18 @@ class SceneCache:
             from ross3d.cache.reader import CacheReader
 
             self._reader = CacheReader(self.cache_dir)
-        arrays = self._reader.load_scene(scene_id, self.strategy)
+        arrays = self._reader.load_scene(scene_id, self.strategy, bf16_bits=True)
         self.reads += 1
         self._scenes[scene_id] = arrays
         if len(self._scenes) > self.size:
             self._scenes.popitem(last=False)
         return arrays
+
+
+def _stack(scenes: Sequence[dict[str, np.ndarray]], key: str) -> torch.Tensor:
+    """Stack one cached array over the batch; bf16 bit patterns (uint16) become a torch.bfloat16 view."""
+    stacked = torch.from_numpy(np.stack([sc[key] for sc in scenes]))
+    return stacked.view(torch.bfloat16) if stacked.dtype == torch.uint16 else stacked
 
 
 def _pad(arrays: Sequence[np.ndarray], length: int, value) -> torch.Tensor:
@@ -98,7 +104,7 @@ def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray
     positive = [np.isin(sc["objects/object_ids"], s.object_ids) & v for s, sc, v in zip(samples, scenes, valid)]
     boxes = [np.where(v[:, None], sc["objects/boxes"], 0.0).astype(np.float32) for sc, v in zip(scenes, valid)]
     has_box = [s.box_center is not None and bool(np.isfinite(s.box_center).all()) for s in samples]
-    stack = lambda key: torch.from_numpy(np.stack([sc[key] for sc in scenes]))  # noqa: E731
+    stack = lambda key: _stack(scenes, key)  # noqa: E731
     return {
         "input_ids": ids, "attention_mask": mask, "labels": labels,
         "vision": stack("frames/vision"), "voxels": stack("tokens/voxels"),
