@@ -86,8 +86,8 @@ def eval_score(
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
 ) -> None:
     """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv."""
-    from ross3d.eval.scoring import (read_answers, references_from_questions, references_from_samples, score,
-                                     write_metrics)
+    from ross3d.eval.scoring import (check_lines, read_answers, references_from_questions, references_from_samples,
+                                     score, write_metrics)
     from ross3d_cli.console import user_errors
 
     with user_errors():
@@ -100,7 +100,9 @@ def eval_score(
             refs = references_from_questions(questions)
         elif samples is not None:
             refs = references_from_samples(samples, benchmark)
-        metrics = score(benchmark, read_answers(answers), refs, scan2cap_unmatched)
+        lines = read_answers(answers)
+        check_lines(benchmark, lines, answers)
+        metrics = score(benchmark, lines, refs, scan2cap_unmatched)
         write_metrics(metrics, out)
     _print_table({benchmark: metrics})
 

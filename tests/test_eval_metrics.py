@@ -155,6 +155,19 @@ def test_score_an_original_answers_file_through_the_cli(tmp_path):
     bad.write_text("{not json\n")
     result = CliRunner().invoke(app, ["eval", "score", "scanrefer", str(bad), "--out", str(out)])
     assert result.exit_code == 1 and "bad.jsonl: line 1 is not JSON" in result.output
+    # well-formed JSON that the benchmark cannot score: one line naming the file, the line and the problem
+    for bench, row, problem in [
+        ("scanrefer", {**rows[0], "pred_response": [1, 2, 3]}, "scanrefer answer line 2 has boxes that are not"),
+        ("multi3drefer", {**rows[0], "scores": [0.1], "objects": [gt]}, "multi3drefer answer line 2 has 1 scores"),
+        ("multi3drefer", rows[0], "multi3drefer answer line 2 lacks scores, objects"),
+        ("scan2cap", rows[0], "scan2cap answer line 2 needs a text pred_response and a list of caption"),
+    ]:
+        good = {"scanrefer": rows[1], "multi3drefer": {**rows[1], "scores": [0.1, 0.2], "objects": [gt]},
+                "scan2cap": {**rows[1], "pred_response": "a chair.", "gt_response": ["a chair."]}}[bench]
+        broken = tmp_path / f"{bench}.jsonl"
+        broken.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+        result = CliRunner().invoke(app, ["eval", "score", bench, str(broken), "--out", str(out)])
+        assert result.exit_code == 1 and f"{bench}.jsonl: {problem}" in result.output, result.output
 
 
 def test_meteor_without_java_names_what_is_missing(monkeypatch):

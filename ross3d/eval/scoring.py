@@ -9,6 +9,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from ross3d.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,45 @@ def references_from_questions(path: str | Path) -> dict[str, dict]:
     return refs
 
 
+REQUIRED_KEYS = {"multi3drefer": ("sample_id", "scores", "objects", "gt_response")}
+TEXT_KEYS = ("sample_id", "pred_response", "gt_response")
+
+
+def _line_problem(benchmark: str, line: object) -> str | None:
+    """What makes one answer line unusable for the benchmark, or None."""
+    if not isinstance(line, dict):
+        return "is not a JSON object"
+    missing = [k for k in REQUIRED_KEYS.get(benchmark, TEXT_KEYS) if k not in line]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    try:
+        if benchmark == "scanrefer":
+            np.asarray(line["pred_response"], np.float64).reshape(6)
+            np.asarray(line["gt_response"], np.float64).reshape(6)
+        elif benchmark == "multi3drefer":
+            objects = np.asarray(line["objects"], np.float64).reshape(-1, 6)
+            np.asarray(line["gt_response"], np.float64).reshape(-1, 6)
+            if np.asarray(line["scores"], np.float64).shape != (len(objects) + 1,):
+                return f"has {len(line['scores'])} scores for {len(objects)} objects (needs objects + 1)"
+        elif benchmark in ("scanqa", "sqa3d", "scan2cap"):
+            gts = line["gt_response"] if benchmark == "scan2cap" else [line["gt_response"]]
+            if not isinstance(line["pred_response"], str) or not isinstance(gts, list) or \
+                    not all(isinstance(g, str) for g in gts):
+                return "needs a text pred_response and " + (
+                    "a list of caption strings as gt_response" if benchmark == "scan2cap" else "gt_response")
+    except (TypeError, ValueError):
+        return "has boxes that are not [cx, cy, cz, dx, dy, dz]"
+    return None
+
+
+def check_lines(benchmark: str, lines: list, source: str | Path) -> None:
+    """Raise InputError naming the first answer line (1-based) the benchmark cannot score."""
+    for number, line in enumerate(lines, start=1):
+        problem = _line_problem(benchmark, line)
+        if problem:
+            raise InputError(source, f"{benchmark} answer line {number} {problem}")
+
+
 def _reference(refs: dict[str, dict], sample_id: str) -> dict | None:
     """Exact id, else the original evaluator's normalisation of ScanQA ids to end in `_0`."""
     for key in (sample_id, f"{sample_id}_0", f"{sample_id.rsplit('_', 1)[0]}_0"):
@@ -138,6 +179,7 @@ def score(benchmark: str, lines: list[dict], references: dict[str, dict] | None 
         raise InputError(benchmark, f"unknown benchmark (choose from {', '.join(BENCHMARKS)})")
     if not lines:
         raise InputError(benchmark, "no answer lines to score")
+    check_lines(benchmark, lines, "answers")
     lines = _with_references(benchmark, lines, references)
     if benchmark == "scanqa":
         if not references:
