@@ -19,6 +19,7 @@ GROUNDING = ("scanrefer", "multi3drefer")
 
 
 def read_answers(path: str | Path) -> list[dict]:
+    """The answer lines of a jsonl answers file (ours or the original release's), blank lines skipped."""
     path = Path(path)
     lines = []
     try:
@@ -37,6 +38,7 @@ def read_answers(path: str | Path) -> list[dict]:
 
 
 def write_answers(path: str | Path, lines: list[dict]) -> None:
+    """One JSON object per line, in the given order (parent folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
