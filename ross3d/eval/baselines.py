@@ -31,9 +31,10 @@ def _candidates(prep_dir: Path) -> dict[str, np.ndarray]:
     return {s: boxes[(ids == s) & np.isfinite(boxes).all(1)] for s in scenes}
 
 
-def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit: int | None = None) -> dict:
+def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit: int | None = None,
+                     draws: int = 20) -> dict:
     """Metrics of the benchmark's trivial baseline on its standard split (first `limit` samples, sorted by scene
-    as the runner orders them)."""
+    as the runner orders them); random baselines report the mean over `draws` seeded draws."""
     import pyarrow.parquet as pq
 
     from ross3d.prep.qa.schema import read_samples
@@ -54,6 +55,13 @@ def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit:
     table = pq.read_table(prep_dir / "objects.parquet", columns=["scene_id", "object_id", "box"])
     gt = {(s, o): b for s, o, b in zip(*(table[c].to_pylist() for c in table.column_names))}
     candidates = _candidates(prep_dir)
+    runs = [score(benchmark, _random_lines(benchmark, rows, candidates, gt, rng), refs) for _ in range(draws)]
+    return {k: (float(np.mean([r[k] for r in runs])) if isinstance(runs[0][k], float) else runs[0][k])
+            for k in runs[0]}
+
+
+def _random_lines(benchmark: str, rows: list, candidates: dict, gt: dict, rng: np.random.Generator) -> list[dict]:
+    """A random candidate (ScanRefer) or uniform random scores over the candidates and the zero target."""
     lines = []
     for r in rows:
         boxes = candidates[r.scene_id]
@@ -64,4 +72,4 @@ def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit:
         else:
             line.update(scores=rng.uniform(-1, 1, len(boxes) + 1).tolist(), objects=boxes.tolist())
         lines.append(line)
-    return score(benchmark, lines, refs)
+    return lines
