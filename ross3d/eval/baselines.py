@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.eval.runner import BENCHMARK_SPLITS
-from ross3d.eval.scoring import score
+from ross3d.eval.scoring import object_boxes, score
 
 # The number each benchmark is judged by when comparing a model with its baseline.
 HEADLINE = {"scanqa": "EM", "sqa3d": "EM", "scan2cap": "CIDEr", "scanrefer": "all/Acc@0.25",
@@ -35,8 +35,6 @@ def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit:
                      draws: int = 20) -> dict:
     """Metrics of the benchmark's trivial baseline on its standard split (first `limit` samples, sorted by scene
     as the runner orders them); random baselines report the mean over `draws` seeded draws."""
-    import pyarrow.parquet as pq
-
     from ross3d.prep.qa.schema import read_samples
 
     prep_dir = Path(prep_dir)
@@ -52,8 +50,7 @@ def baseline_metrics(prep_dir: str | Path, benchmark: str, seed: int = 0, limit:
                   "gt_response": list(r.answers) if benchmark == "scan2cap" else r.answers[0],
                   "box_input": r.box_input} for r in rows]
         return score(benchmark, lines, refs)
-    table = pq.read_table(prep_dir / "objects.parquet", columns=["scene_id", "object_id", "box"])
-    gt = {(s, o): b for s, o, b in zip(*(table[c].to_pylist() for c in table.column_names))}
+    gt = object_boxes(prep_dir / "objects.parquet")
     candidates = _candidates(prep_dir)
     runs = [score(benchmark, _random_lines(benchmark, rows, candidates, gt, rng), refs) for _ in range(draws)]
     return {k: (float(np.mean([r[k] for r in runs])) if isinstance(runs[0][k], float) else runs[0][k])

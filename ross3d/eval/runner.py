@@ -46,6 +46,7 @@ class Evaluator:
         from transformers import PreTrainedTokenizerFast
 
         from ross3d.eval.proposals import ProposalSource
+        from ross3d.eval.scoring import object_boxes
         from ross3d.model.checkpoint import load_model
 
         self.checkpoint, self.options, self.prep_dir = Path(checkpoint), options, Path(prep_dir)
@@ -58,13 +59,7 @@ class Evaluator:
         self.scenes = SceneCache(str(cache_dir), options.strategy, size=2)
         self.proposals = ProposalSource(prep_dir, options.strategy)
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-        self.gt_boxes = self._gt_boxes()
-
-    def _gt_boxes(self) -> dict[tuple[str, int], list[float]]:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(self.prep_dir / "objects.parquet", columns=["scene_id", "object_id", "box"])
-        return {(s, int(o)): [float(v) for v in b] for s, o, b in zip(*(table[c].to_pylist() for c in table.column_names))}
+        self.gt_boxes = object_boxes(self.prep_dir / "objects.parquet")
 
     def samples(self, benchmark: str) -> list:
         from ross3d.prep.qa.schema import read_samples
