@@ -77,8 +77,9 @@ def view_mask_for(config: Ross3DConfig, views: list[int] | None, seed: int, devi
     return mask.to(device)
 
 
-def _sample_pair(model, cond: torch.Tensor, kind: str, steps: int, sampler: str, seed: int):
-    """Conditioned and zero-conditioned samples from the same starting noise and sampler randomness."""
+def sample_with_baseline(model, cond: torch.Tensor, kind: str, steps: int = 50, sampler: str = "ddim",
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples for pooled conditions (N, Q, d) and for zeros in their place, from the same noise and randomness."""
     def draw(c):
         generator = torch.Generator(c.device).manual_seed(seed)
         return model.sample(c, kind, steps, sampler, generator)
@@ -104,10 +105,10 @@ def reconstruct(model, batch: dict, view_mask: torch.Tensor, steps: int = 50, sa
         out = []
         if views:
             rows = cond["view"].expand(len(views), -1, -1)
-            sample, baseline = _sample_pair(model, rows, "view", steps, sampler, seed)
+            sample, baseline = sample_with_baseline(model, rows, "view", steps, sampler, seed)
             targets = mean_targets(config, batch["view_mean"][0, views], config.pool_grid)
             out += [Reconstruction("view", v, targets[i], sample[i], baseline[i]) for i, v in enumerate(views)]
-        sample, baseline = _sample_pair(model, cond["bev"], "bev", steps, sampler, seed + 1)
+        sample, baseline = sample_with_baseline(model, cond["bev"], "bev", steps, sampler, seed + 1)
         target = mean_targets(config, batch["bev_mean"], config.bev_grid)[0]
         out.append(Reconstruction("bev", None, target, sample[0], baseline[0], batch["bev_valid"][0].bool()))
         return out
