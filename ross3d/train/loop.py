@@ -126,6 +126,8 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         checkpointer.maybe_save(engine, step, epoch, total)
 
     # ---- the end: HF-style export for eval, loss curve
+    model = engine.module  # the export records how far it was trained (visualize labels pictures with it)
+    model.config = model.config.replace(extra={**model.config.extra, "step": step})
     export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
     metrics.close()
     return TrainResult(step, losses[0] if losses else None, losses[-1] if losses else None, out, export_dir)

@@ -71,7 +71,7 @@ def _extra(model_config, config: TrainConfig) -> dict:
 def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False):
     """(model, tokenizer) for the run; a fresh tokenizer is written to tokenizer_dir (by the main rank), or read
     from it with `reuse_tokenizer` (resume)."""
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
     from ross3d.model.config import preset
     from ross3d.model.ross3d import Ross3D
@@ -90,11 +90,11 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
             raise ConfigError(f"model.init: {config.model.init} does not fit the cache (model, cache): {wrong}")
         model.config = model.config.replace(**options, latent_shift=sizes["latent_shift"],
                                             latent_scale=sizes["latent_scale"], extra=_extra(model.config, config))
-        tokenizer = AutoTokenizer.from_pretrained(config.model.init)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(config.model.init)
         return model, tokenizer
     torch.manual_seed(config.seed)
     if reuse_tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
     else:
         from ross3d.model.tokenizer import build_tokenizer
 

@@ -56,12 +56,14 @@ def sample_batch(row, samples_path: str | Path, cache_dir: str | Path, strategy:
 
 
 def checkpoint_step(folder: str | Path) -> str:
-    """The training step of a model folder: `step` in its config.json, a `step_<n>` folder name, else the name."""
+    """The training step of a model folder: `step` in its config.json (top level or `extra`, where the trainer's
+    export records it), a `step_<n>` folder name, else the name."""
     import json
 
     folder = Path(folder)
     try:
-        step = json.loads((folder / "config.json").read_text()).get("step")
+        config = json.loads((folder / "config.json").read_text())
+        step = config.get("step", config.get("extra", {}).get("step"))
     except (OSError, ValueError):
         step = None
     if step is not None:
@@ -97,7 +99,7 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
                          spatial_instruction: bool = False, device: str | None = None) -> dict:
     """Reconstruct one sample of a model folder; write the picture when out_png is given. Returns the report:
     scene, sample, step, masked views, settings, per-reconstruction metrics and the picture's path."""
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
     from ross3d.cache.encoders import resolve_device
     from ross3d.model.checkpoint import load_model
@@ -117,7 +119,7 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     dev = resolve_device(device)
     model, _ = load_model(checkpoint, dtype=torch.bfloat16 if dev.type == "cuda" else None)
     model.to(dev)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(checkpoint))
     row = pick_sample(samples_path, scene_id, sample_id)
     batch = move(sample_batch(row, samples_path, cache_dir, strategy, tokenizer, model.config.image_token_id,
                               spatial_instruction), dev)
