@@ -13,6 +13,7 @@ import open3d as o3d
 
 from ross3d.render import MeshRaycaster, pinhole_rays
 from ross3d.scannet.sens import SensWriter
+from ross3d.synth.capture import look_at
 
 ROOM = (4.0, 3.0, 2.5)  # x, y, z extent in the aligned frame, floor at z = 0, room centred at x = y = 0
 COLOR_SIZE, DEPTH_SIZE = (80, 60), (64, 48)
@@ -85,18 +86,6 @@ def build_mesh(scale: float = 1.0, subdivisions: int = 4):
             np.concatenate(segs))
 
 
-def _look_at(eye, target):
-    """4x4 camera-to-world (x right, y down, z forward)."""
-    f = np.asarray(target, float) - eye
-    f /= np.linalg.norm(f)
-    r = np.cross(f, [0, 0, 1.0])
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = r, d, f, eye
-    return m
-
-
 def depth_intrinsic(depth_size=DEPTH_SIZE) -> np.ndarray:
     """ScanNet-like field of view (fx = 0.9 * width)."""
     k = np.eye(4)
@@ -142,7 +131,7 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
             angle = 2 * np.pi * i / n_frames
             eye = np.array([1.2 * scale * np.cos(angle), 0.9 * scale * np.sin(angle), 1.5])
             target = [0.8 * scale * np.cos(angle + 2.2), 0.6 * scale * np.sin(angle + 2.2), 0.4]
-            aligned_pose = _look_at(eye, target)
+            aligned_pose = look_at(np.asarray(eye, float), np.asarray(target, float))
             depth = render_depth(caster, aligned_pose, depth_size)
             pose = (inv_axis @ aligned_pose).astype(np.float32)
             if i in invalid:
