@@ -81,10 +81,12 @@ class RichProgress:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn ross3d errors into one red line on stderr and exit code 1 (no traceback)."""
+    from rich.markup import escape
+
     from ross3d.errors import Ross3DError
 
     try:
         yield
     except Ross3DError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

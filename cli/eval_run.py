@@ -31,6 +31,20 @@ def _print_table(results: dict[str, dict], baselines: dict[str, dict] | None = N
     console.print(table)
 
 
+def _print_metrics(benchmark: str, metrics: dict) -> None:
+    from rich.table import Table
+
+    from ross3d_cli.console import console
+
+    table = Table(title=f"{benchmark}: {metrics.get('n', '?')} answers")
+    table.add_column("metric")
+    table.add_column("%", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.2f}")
+    console.print(table)
+
+
 @eval_app.command("run")
 def eval_run(
     benchmark: str = typer.Option(ALL, help="scanqa, sqa3d, scan2cap, scanrefer, multi3drefer or all."),
@@ -104,7 +118,7 @@ def eval_score(
         check_lines(benchmark, lines, answers)
         metrics = score(benchmark, lines, refs, scan2cap_unmatched)
         write_metrics(metrics, out)
-    _print_table({benchmark: metrics})
+    _print_metrics(benchmark, metrics)
 
 
 def register(app: typer.Typer) -> None:

@@ -306,3 +306,30 @@ def test_grounding_gt_boxes_come_from_objects_parquet_with_samples(tmp_path):
     assert metrics["mt/F1@0.5"] == pytest.approx(200 / 3, abs=1e-4) and metrics["all/F1@0.25"] == metrics["mt/F1@0.5"]
     assert _score_cli("multi3drefer", answers, "--out", out).exit_code == 0  # the line's own (far) GT box
     assert json.loads(out.read_text())["all/F1@0.25"] == 0.0
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_jvm_is_a_clear_error_not_a_hang(tmp_path, monkeypatch):
+    from ross3d.errors import Ross3DError
+    from ross3d.eval import text_metrics
+
+    fake = tmp_path / "java"
+    fake.write_text("#!/bin/sh\necho 'Error: Could not reserve enough space for object heap' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    text_metrics._meteor.cache_clear()
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(Ross3DError, match="METEOR's Java process failed"):
+        text_metrics.caption_scores({"0": ["a red chair"]}, {"0": ["a chair"]})
+    text_metrics._meteor.cache_clear()
+
+
+def test_unreadable_answer_files_are_one_line_errors(tmp_path):
+    from ross3d.errors import InputError
+    from ross3d.eval.scoring import read_answers
+
+    binary = tmp_path / "answers.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="answers.jsonl: not a UTF-8 text file"):
+        read_answers(binary)
+    with pytest.raises(InputError, match="cannot read answers file"):
+        read_answers(tmp_path)

@@ -31,6 +31,10 @@ def read_answers(path: str | Path) -> list[dict]:
         raise InputError(path, "answers file not found") from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"line {number} is not JSON ({err.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file") from None
+    except OSError as err:
+        raise InputError(path, f"cannot read answers file ({err.strerror})") from None
     missing = [k for k in ("sample_id", "gt_response") if lines and k not in lines[0]]
     if missing:
         raise InputError(path, f"answer lines lack {missing} (not the original's answer format)")

@@ -28,8 +28,30 @@ def _meteor():
         raise Ross3DError("METEOR needs a Java runtime and `java` is not on PATH: "
                           "apt-get install default-jre-headless (make setup does it as root)")
     scorer = Meteor()
-    atexit.register(scorer.__del__)  # closes the JVM's stdin, kills and reaps it (idempotent)
+    atexit.register(_close_meteor, scorer)
     return scorer
+
+
+def _close_meteor(scorer) -> None:
+    """Stop the JVM without pycocoevalcap's lock (a failed request leaves it held, and its __del__ would block)."""
+    process = scorer.meteor_p
+    if process.poll() is None:
+        process.stdin.close()
+        process.kill()
+    process.wait()
+
+
+def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]):
+    scorer = _meteor()
+    try:
+        return scorer.compute_score(_one_line(gts), _one_line(res))
+    except (ValueError, OSError) as err:  # the JVM died or answered garbage (e.g. it could not reserve -Xmx2G)
+        _close_meteor(scorer)
+        if scorer.lock.locked():  # pycocoevalcap does not release it on errors; its __del__ would then block
+            scorer.lock.release()
+        _meteor.cache_clear()
+        detail = scorer.meteor_p.stderr.readline().decode(errors="replace").strip() if scorer.meteor_p.stderr else ""
+        raise Ross3DError(f"METEOR's Java process failed ({detail or err})") from None
 
 
 def _one_line(captions: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -46,7 +68,7 @@ def caption_scores(gts: dict[str, list[str]], res: dict[str, list[str]], per_ite
 
     bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
     cider, cider_items = Cider().compute_score(gts, res)
-    meteor, meteor_items = _meteor().compute_score(_one_line(gts), _one_line(res))
+    meteor, meteor_items = _meteor_scores(gts, res)
     rouge, rouge_items = Rouge().compute_score(gts, res)
     out = {"CIDEr": cider * 100, "METEOR": meteor * 100, "ROUGE-L": rouge * 100}
     out.update({f"BLEU-{n + 1}": b * 100 for n, b in enumerate(bleu)})
