@@ -58,6 +58,7 @@ class Evaluator:
             options.spatial_instruction = bool(self.model.config.extra.get("spatial_instruction", False))
         self.scenes = SceneCache(str(cache_dir), options.strategy, size=2)
         self.proposals = ProposalSource(prep_dir, options.strategy)
+        self._proposal_scene: tuple[str | None, dict] = (None, {})
         self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
         self.gt_boxes = object_boxes(self.prep_dir / "objects.parquet")
 
@@ -106,15 +107,16 @@ class Evaluator:
         return lines
 
     def _candidates(self, scene_id: str) -> tuple[dict, str]:
+        """The scene's arrays with its grounding candidates; proposal membership is computed once per scene."""
         scene = self.scenes.get(scene_id)
         if not self.proposals.available:
             return scene, "gt"
-        boxes = self.proposals.boxes(scene_id)
-        scene = dict(scene)
-        scene["objects/boxes"] = boxes
-        scene["objects/object_ids"] = np.arange(len(boxes), dtype=np.int32)
-        scene["objects/membership"] = self.proposals.membership(scene_id, boxes)
-        return scene, "proposals"
+        if self._proposal_scene[0] != scene_id:
+            boxes = self.proposals.boxes(scene_id)
+            self._proposal_scene = (scene_id, {
+                "objects/boxes": boxes, "objects/object_ids": np.arange(len(boxes), dtype=np.int32),
+                "objects/membership": self.proposals.membership(scene_id, boxes)})
+        return {**scene, **self._proposal_scene[1]}, "proposals"
 
     @torch.no_grad()
     def _grounding(self, rows: list, benchmark: str) -> list[dict]:
