@@ -45,7 +45,6 @@ def _print_metrics(benchmark: str, metrics: dict) -> None:
     console.print(table)
 
 
-@eval_app.command("run")
 def eval_run(
     benchmark: str = typer.Option(ALL, help="scanqa, sqa3d, scan2cap, scanrefer, multi3drefer or all."),
     checkpoint: Path = typer.Option(..., help="A ross3d model folder (train export or convert-checkpoint)."),
@@ -90,7 +89,6 @@ def eval_run(
     console.print(f"answers and every metric in {out}/<benchmark>/ (answers.jsonl, METRICS.json, BASELINE.json)")
 
 
-@eval_app.command("score")
 def eval_score(
     benchmark: str = typer.Argument(..., help="scanqa, sqa3d, scan2cap, scanrefer or multi3drefer."),
     answers: Path = typer.Argument(..., help="Answers jsonl (ross3d eval run or the original release)."),
@@ -122,4 +120,5 @@ def eval_score(
 
 
 def register(app: typer.Typer) -> None:
-    """Commands attach to the `eval` group defined in ross3d_cli.eval."""
+    eval_app.command("run")(eval_run)
+    eval_app.command("score")(eval_score)
