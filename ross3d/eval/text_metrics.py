@@ -6,6 +6,7 @@ pycocoevalcap's scorers on pre-formatted strings (no PTB tokenizer), x100."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import re
 import shutil
@@ -27,16 +28,21 @@ def _meteor():
     if shutil.which("java") is None:
         raise Ross3DError("METEOR needs a Java runtime and `java` is not on PATH: "
                           "apt-get install default-jre-headless (make setup does it as root)")
-    scorer = Meteor()
+    class _Meteor(Meteor):
+        def __del__(self):  # pycocoevalcap's takes a lock a failed request leaves held, and writes to a dead pipe
+            _close_meteor(self)
+
+    scorer = _Meteor()
     atexit.register(_close_meteor, scorer)
     return scorer
 
 
 def _close_meteor(scorer) -> None:
-    """Stop the JVM without pycocoevalcap's lock (a failed request leaves it held, and its __del__ would block)."""
+    """Stop the JVM (idempotent, never raises, never takes pycocoevalcap's lock)."""
     process = scorer.meteor_p
-    if process.poll() is None:
+    with contextlib.suppress(OSError):
         process.stdin.close()
+    if process.poll() is None:
         process.kill()
     process.wait()
 
