@@ -28,14 +28,16 @@ class ProposalSource:
     """Per scene: proposal boxes (N, 6) and membership (N, V, 27, 27) for one frame-selection strategy."""
 
     def __init__(self, prep_dir: str | Path, strategy: str):
+        from ross3d.prep.qa.proposals import read_proposals
+
         self.prep_dir, self.strategy = Path(prep_dir), strategy
         path = self.prep_dir / "proposals.parquet"
         self.available = path.is_file()
-        self._path = path
+        self._boxes = read_proposals(path) if self.available else {}
 
     def boxes(self, scene_id: str) -> np.ndarray:
-        rows = sorted(_rows(self._path, scene_id), key=lambda r: r["proposal_id"])
-        return np.asarray([r["box"] for r in rows], np.float32).reshape(-1, 6)
+        """The scene's proposals in proposal_id order ((0, 6) when it has none)."""
+        return self._boxes.get(scene_id, np.zeros((0, 6), np.float32))
 
     def membership(self, scene_id: str, boxes: np.ndarray) -> np.ndarray:
         import zarr

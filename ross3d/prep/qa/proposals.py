@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ross3d.errors import ConfigError, InputError
 from ross3d.boxes import aabb_iou
 from ross3d.prep.qa.native import load_json
+from ross3d.prep.qa.schema import read_checked_table
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,7 @@ def write_proposals(path: str | Path, proposals: dict[str, np.ndarray]) -> int:
 
 def read_proposals(path: str | Path) -> dict[str, np.ndarray]:
     """scene_id -> (N, 6) float32 boxes ordered by proposal_id, from proposals.parquet."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "proposals file not found (run `ross3d prep qa --proposals ...`)")
-    table = pq.read_table(path)
-    if not table.schema.equals(PROPOSALS_SCHEMA):
-        raise InputError(path, f"schema differs from proposals.parquet v1: {table.schema}")
+    table = read_checked_table(path, PROPOSALS_SCHEMA, "run `ross3d prep qa --proposals ...`")
     out: dict[str, list] = {}
     for sid, pid, box in sorted(zip(*(table.column(c).to_pylist() for c in ("scene_id", "proposal_id", "box")))):
         out.setdefault(sid, []).append(box)

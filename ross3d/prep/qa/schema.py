@@ -86,15 +86,20 @@ def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
     return table.num_rows
 
 
-def read_samples_table(path: str | Path) -> pa.Table:
-    """The table as written, checked against SAMPLES_SCHEMA."""
+def read_checked_table(path: str | Path, schema: pa.Schema, missing_hint: str) -> pa.Table:
+    """A PREP_DIR parquet table, refused with a one-line error when absent or not of the contract's schema."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "samples file not found (run `ross3d prep qa` first)")
+        raise InputError(path, f"not found ({missing_hint})")
     table = pq.read_table(path)
-    if not table.schema.equals(SAMPLES_SCHEMA):
-        raise InputError(path, f"schema differs from samples.parquet v1: {table.schema}")
+    if not table.schema.equals(schema):
+        raise InputError(path, f"schema differs from {path.name} v1: {table.schema}")
     return table
+
+
+def read_samples_table(path: str | Path) -> pa.Table:
+    """The table as written, checked against SAMPLES_SCHEMA."""
+    return read_checked_table(path, SAMPLES_SCHEMA, "run `ross3d prep qa` first")
 
 
 def read_samples(path: str | Path, tasks: Iterable[str] | None = None,
