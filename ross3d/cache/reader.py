@@ -1,5 +1,5 @@
 """Read access for training: `CacheReader(cache_dir).load_scene(scene_id, strategy)` returns a scene's arrays as
-numpy (each array read whole, one shard; bf16 features widened exactly to float32 or kept as bits), keys as in the contract with
+numpy (each array read whole through memory maps; bf16 features widened exactly to float32 or kept as bits), keys as in the contract with
 the strategy prefix removed. Only complete caches are read."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ross3d.cache.index import read_manifest
-from ross3d.cache.store import BF16, bf16_to_float32, read_record, scene_path
+from ross3d.cache.store import BF16, bf16_to_float32, open_scene, read_record, scene_path
 from ross3d.errors import InputError
 
 
@@ -36,14 +36,12 @@ class CacheReader:
         objects/membership. bf16-stored features are widened exactly to float32, or with `bf16_bits` returned as
         their uint16 bit patterns (the trainer views them as torch.bfloat16 without a copy; widening a scene's
         SigLIP features costs more than reading them)."""
-        import zarr
-
         record = read_record(self.cache_dir, scene_id)
         if record is None or record.get("fingerprint") != self.manifest["fingerprint"]:
             raise InputError(scene_path(self.cache_dir, scene_id), "scene is not committed in this cache")
         if strategy not in record["strategies"]:
             raise InputError(scene_path(self.cache_dir, scene_id), f"strategy {strategy!r} was not cached")
-        group = zarr.open_group(scene_path(self.cache_dir, scene_id), mode="r")
+        group = open_scene(self.cache_dir, scene_id)
         out = {}
         for key in record["arrays"]:
             head, _, rest = key.partition("/")

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ross3d.cache.index import index_rows, read_manifest
-from ross3d.cache.store import BF16, array_checksum, bf16_to_float32, read_record, scene_path
+from ross3d.cache.store import BF16, array_checksum, bf16_to_float32, open_scene, read_record
 from ross3d.errors import InputError
 from ross3d.progress import NullProgress, Progress
 
@@ -73,8 +73,6 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
 
 def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> VerifyReport:
     """Check everything; problems are collected (each prefixed by the scene), never raised."""
-    import zarr
-
     cache_dir, progress = Path(cache_dir), progress or NullProgress()
     manifest = read_manifest(cache_dir)
     report = VerifyReport()
@@ -97,7 +95,7 @@ def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> Ver
             report.problems.append(f"{scene_id}: not committed with the manifest's fingerprint")
             continue
         report.scenes += 1
-        group = zarr.open_group(scene_path(cache_dir, scene_id), mode="r")
+        group = open_scene(cache_dir, scene_id)
         for key, entry in record["arrays"].items():
             problems, nbytes = _check_array(group, key, entry, record)
             report.problems += [f"{scene_id}: {p}" for p in problems]
