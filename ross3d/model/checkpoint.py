@@ -180,25 +180,6 @@ def read_config(folder: Path) -> Ross3DConfig:
     return Ross3DConfig.from_dict(data["ross3d"])
 
 
-def match_state(config: Ross3DConfig, expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
-                report: LoadReport) -> list[str]:
-    """Check stored tensor shapes against the model's (`expected`: state-dict key -> shape) and fill `report`;
-    returns the keys to load. A shape mismatch or a language-model tensor missing from `stored` is an error."""
-    if config.tie_word_embeddings:
-        stored = {k: v for k, v in stored.items() if k != "llm.lm_head.weight"}
-        expected = {k: v for k, v in expected.items() if k != "llm.lm_head.weight"}
-    report.unexpected += sorted(set(stored) - set(expected))
-    for key, shape in expected.items():
-        if key in stored and tuple(stored[key]) != tuple(shape):
-            raise InputError(key, f"shape {tuple(stored[key])} in the checkpoint, model expects {tuple(shape)}")
-    missing = [k for k in expected if k.startswith("llm.") and k not in stored]
-    if missing:
-        raise InputError("checkpoint", f"{len(missing)} language-model tensors missing, e.g. {missing[0]}")
-    report.loaded = sorted(k for k in stored if k in expected)
-    report.fresh = sorted(k for k in expected if k not in stored)
-    return report.loaded
-
-
 def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], report: LoadReport | None = None):
     """A Ross3D whose LLM (built on the meta device) takes `state`'s tensors; other modules keep fresh init
     where `state` lacks them. Returns (model, report)."""
@@ -211,21 +192,26 @@ def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], repor
     with torch.device("meta"):
         llm = Qwen2ForCausalLM(qwen2_config(config))
     model = Ross3D(config, llm=llm)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    keys = match_state(config, expected, {k: tuple(v.shape) for k, v in state.items()}, report)
-    model.load_state_dict({k: state[k] for k in keys}, strict=False, assign=True)
+    expected = dict(model.state_dict())
+    if config.tie_word_embeddings:
+        state = {k: v for k, v in state.items() if k != "llm.lm_head.weight"}
+        expected.pop("llm.lm_head.weight", None)
+    for key in sorted(set(state) - set(expected)):
+        report.unexpected.append(key)
+    for key, value in expected.items():
+        if key in state and tuple(state[key].shape) != tuple(value.shape):
+            raise InputError(key, f"shape {tuple(state[key].shape)} in the checkpoint, "
+                                  f"model expects {tuple(value.shape)}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False, assign=True)
     model.llm.model.rotary_emb = Qwen2RotaryEmbedding(config=model.llm.config)
     if config.tie_word_embeddings:
         model.llm.tie_weights()
+    left = [n for n, p in model.named_parameters() if p.is_meta]
+    if left:
+        raise InputError("checkpoint", f"{len(left)} language-model tensors missing, e.g. {left[0]}")
+    report.loaded = sorted(k for k in state if k in expected)
+    report.fresh = sorted(k for k in expected if k not in state)
     return model, report
-
-
-def weights_file(folder: Path) -> Path:
-    """The folder's model.safetensors (an error when missing)."""
-    path = folder / WEIGHTS_NAME
-    if not path.exists():
-        raise InputError(path, "missing")
-    return path
 
 
 def load_model(folder: str | Path, dtype: torch.dtype | None = None):
@@ -234,7 +220,9 @@ def load_model(folder: str | Path, dtype: torch.dtype | None = None):
 
     folder = Path(folder)
     config = read_config(folder)
-    model, report = build_from_state(config, load_file(str(weights_file(folder))))
+    if not (folder / WEIGHTS_NAME).exists():
+        raise InputError(folder / WEIGHTS_NAME, "missing")
+    model, report = build_from_state(config, load_file(str(folder / WEIGHTS_NAME)))
     return (model.to(dtype) if dtype else model), report
 
 

@@ -17,8 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ross3d.model.zero3 import gathered
-
 KINDS = ("view", "bev")
 
 
@@ -168,28 +166,26 @@ class Denoiser(nn.Module):
 
     def initialize_weights(self) -> None:
         """DiT initialisation: xavier linears with zero bias, sin-cos tables, N(0, .02) for t-MLP and queries,
-        zero adaLN modulation and zero final projection (adaLN-zero). Under `deepspeed.zero.Init` the submodules
-        are partitioned by now: the writes go to their gathered parameters."""
-        with gathered(list(self.parameters())):
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            for kind in KINDS:
-                table = getattr(self, f"pos_embed_{kind}")
-                table.data.copy_(sincos_2d(table.shape[-1], self.grids[kind])[None])
-                conv = getattr(self, f"x_embedder_{kind}").proj
-                nn.init.xavier_uniform_(conv.weight.data.view(conv.weight.shape[0], -1))
-                nn.init.zeros_(conv.bias)
-                nn.init.normal_(getattr(self, f"z_embedder_{kind}").cls_token, std=0.02)
-            for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
-                nn.init.normal_(layer.weight, std=0.02)
-            for block in [*self.blocks, self.final_layer]:
-                nn.init.zeros_(block.adaLN_modulation[-1].weight)
-                nn.init.zeros_(block.adaLN_modulation[-1].bias)
-            nn.init.zeros_(self.final_layer.linear.weight)
-            nn.init.zeros_(self.final_layer.linear.bias)
+        zero adaLN modulation and zero final projection (adaLN-zero)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for kind in KINDS:
+            table = getattr(self, f"pos_embed_{kind}")
+            table.data.copy_(sincos_2d(table.shape[-1], self.grids[kind])[None])
+            conv = getattr(self, f"x_embedder_{kind}").proj
+            nn.init.xavier_uniform_(conv.weight.data.view(conv.weight.shape[0], -1))
+            nn.init.zeros_(conv.bias)
+            nn.init.normal_(getattr(self, f"z_embedder_{kind}").cls_token, std=0.02)
+        for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        for block in [*self.blocks, self.final_layer]:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
 
     def condition(self, states: torch.Tensor, key_mask: torch.Tensor, kind: str) -> torch.Tensor:
         """LLM hidden states (B, S, cond_dim) of the conditioning frames -> pooled condition (B, Q, dim), fp32."""

@@ -11,14 +11,29 @@ partitioned matrix is refused (Qwen2's 152,064 rows already hold the new ids; ot
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ross3d.errors import ConfigError
-from ross3d.model.zero3 import full_shape, gathered
 
 GROUND_TOKEN = "<ground>"
 COORD_TOKEN = "<coord>"
 ADDED_TOKENS = (GROUND_TOKEN, COORD_TOKEN)
+
+
+def _gathered(params: list[torch.nn.Parameter]):
+    """Gather ZeRO-3-partitioned parameters for modification (rank 0 writes); a no-op context otherwise."""
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+    return contextlib.nullcontext()
+
+
+def _rows(weight: torch.nn.Parameter) -> int:
+    """Rows of an embedding matrix, also when ZeRO-3 has partitioned it (then `.shape` is empty)."""
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
 
 
 def add_tokens(tokenizer, llm) -> dict[str, int]:
@@ -27,9 +42,9 @@ def add_tokens(tokenizer, llm) -> dict[str, int]:
     tokenizer.add_tokens(list(ADDED_TOKENS), special_tokens=True)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in ADDED_TOKENS}
     weight = llm.get_input_embeddings().weight
-    if len(tokenizer) > full_shape(weight)[0]:
+    if len(tokenizer) > _rows(weight):
         if hasattr(weight, "ds_id"):
-            raise ConfigError(f"added tokens: {len(tokenizer)} ids do not fit the {full_shape(weight)[0]}-row "
+            raise ConfigError(f"added tokens: {len(tokenizer)} ids do not fit the {_rows(weight)}-row "
                               "ZeRO-3-partitioned embedding; add the tokens before partitioning")
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     new = [i for i in ids.values() if i >= n_before]
@@ -37,7 +52,7 @@ def add_tokens(tokenizer, llm) -> dict[str, int]:
     out = llm.get_output_embeddings()
     if out is not None and out.weight is not mats[0]:
         mats.append(out.weight)
-    with gathered(mats), torch.no_grad():
+    with _gathered(mats), torch.no_grad():
         for w in mats:
             if new and w.numel():
                 w[new] = w[:n_before].float().mean(0).to(w.dtype)

@@ -105,11 +105,9 @@ def build_engine(model, config: TrainConfig, world_size: int, total_steps: int):
     """deepspeed.initialize with AdamW (no decay on biases and norms) and the warmup-cosine LambdaLR."""
     import deepspeed
 
-    from ross3d.model.zero3 import full_shape
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    no_decay = [p for p in params if len(full_shape(p)) < 2]  # partitioned parameters are 1-D: their full shape
-    decay = [p for p in params if len(full_shape(p)) >= 2]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = [p for n, p in params if p.ndim < 2]
+    decay = [p for n, p in params if p.ndim >= 2]
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps)

@@ -134,14 +134,9 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
 
 
 def _model(config: TrainConfig, out: Path, dist, resume: bool):
-    from ross3d.train.engine import deepspeed_config
     from ross3d.train.model_setup import build_model
 
-    # ZeRO-3 loads model.init into partitions; a fresh preset model (no checkpoint: tiny runs, tests) is built
-    # whole, so its initialisation is the same at every ZeRO stage
-    partition = deepspeed_config(config, dist.world_size) if config.zero_stage == 3 else None
-    model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume,
-                                   partition=partition)
+    model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
     if config.model.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tokenizer

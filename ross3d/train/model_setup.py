@@ -68,11 +68,9 @@ def _extra(model_config, config: TrainConfig) -> dict:
     return {**model_config.extra, "spatial_instruction": config.data.spatial_instruction}
 
 
-def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False,
-                partition: dict | None = None):
+def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False):
     """(model, tokenizer) for the run; a fresh tokenizer is written to tokenizer_dir (by the main rank), or read
-    from it with `reuse_tokenizer` (resume). With `partition` (a ZeRO-3 DeepSpeed config), `model.init` is loaded
-    straight into partitions (ross3d.train.partitioned_init)."""
+    from it with `reuse_tokenizer` (resume)."""
     from transformers import PreTrainedTokenizerFast
 
     from ross3d.model.config import preset
@@ -82,14 +80,9 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
     sizes = cache_sizes(config.data.cache_dir, config.data.strategy)
     options = {"mask_ratio": config.model.mask_ratio, "mask_schedule": config.model.mask_schedule}
     if config.model.init:
-        if partition:
-            from ross3d.train.partitioned_init import load_partitioned
+        from ross3d.model.checkpoint import load_model
 
-            model, report = load_partitioned(config.model.init, partition)
-        else:
-            from ross3d.model.checkpoint import load_model
-
-            model, report = load_model(config.model.init)
+        model, report = load_model(config.model.init)
         log.info("model from %s: %s", config.model.init, report.summary())
         wrong = {k: (getattr(model.config, k), v) for k, v in sizes.items()
                  if k not in ("latent_shift", "latent_scale") and getattr(model.config, k) != v}
