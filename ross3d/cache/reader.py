@@ -1,6 +1,6 @@
 """Read access for training: `CacheReader(cache_dir).load_scene(scene_id, strategy)` returns a scene's arrays as
-numpy (each array read whole through memory maps; bf16 features widened exactly to float32 or kept as bits), keys as in the contract with
-the strategy prefix removed. Only complete caches are read."""
+numpy (each array read whole through memory maps; bf16 features widened exactly to float32 or kept as bits), keys
+as in the contract with the strategy prefix removed. Only complete caches are read."""
 
 from __future__ import annotations
 
