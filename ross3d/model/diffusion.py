@@ -49,11 +49,12 @@ class GaussianDiffusion:
         return (noise - model(self.q_sample(x0, t, noise), t)) ** 2
 
     def scheduler(self, sampler: str):
-        """A diffusers scheduler with this schedule (epsilon prediction, no clipping)."""
+        """A diffusers scheduler with this schedule: epsilon prediction, the predicted x0 clamped to [-1, 1] at each
+        step as the original's sampling (`clip_denoised=True`)."""
         from diffusers import DDIMScheduler, DDPMScheduler
 
-        common = dict(num_train_timesteps=self.steps, beta_schedule="squaredcos_cap_v2", clip_sample=False,
-                      prediction_type="epsilon")
+        common = dict(num_train_timesteps=self.steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                      clip_sample_range=1.0, prediction_type="epsilon")
         if sampler == "ddpm":
             return DDPMScheduler(variance_type="fixed_small", **common)
         if sampler == "ddim":

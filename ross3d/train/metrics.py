@@ -1,5 +1,11 @@
 """Training metrics: the per-optimizer-step record (OUTPUT_DIR/log.jsonl, DESIGN.md stage 3), TensorBoard and
-optional wandb, a callback for the console line, and the loss-curve PNG at the end. Only rank 0 writes."""
+optional wandb, a callback for the console line, and the loss-curve PNG at the end. Only rank 0 writes.
+
+Steps alternate between task groups, and a loss component is 0 on the steps where it does not run (no masked view,
+no grounding sample), so the raw values jump. The curve therefore shows, per loss, the steps where it ran as faint
+points and their exponential moving average (EMA_DECAY, bias-corrected) as a line; TensorBoard gets the same
+average as `train_ema/<loss>` beside the raw `train/<key>` scalars.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 LOSS_KEYS = ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss")
+EMA_DECAY = 0.9
+
+
+class Ema:
+    """Bias-corrected exponential moving average (as Adam's moment estimates): exact mean of the first value."""
+
+    def __init__(self, decay: float = EMA_DECAY):
+        self.decay, self.value, self.weight = decay, 0.0, 0.0
+
+    def update(self, x: float) -> float:
+        self.value = self.decay * self.value + (1 - self.decay) * x
+        self.weight = self.decay * self.weight + (1 - self.decay)
+        return self.value / self.weight
+
+
+def ran(key: str, value) -> bool:
+    """Whether a loss component ran on a step: the total always, a component when it is not exactly 0."""
+    return isinstance(value, (int, float)) and (key == "loss" or value != 0)
 
 
 class MetricsLogger:
@@ -19,6 +43,7 @@ class MetricsLogger:
         self.output_dir, self.every, self.is_main = Path(output_dir), every, is_main
         self.on_record = on_record
         self._file = self._tb = self._wandb = None
+        self._ema = {key: Ema() for key in LOSS_KEYS}
         if not is_main:
             return
         path = self.output_dir / "log.jsonl"
@@ -49,6 +74,8 @@ class MetricsLogger:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
                     self._tb.add_scalar(f"train/{key}", value, step)
+                if key in self._ema and ran(key, value):
+                    self._tb.add_scalar(f"train_ema/{key}", self._ema[key].update(value), step)
         if self._wandb is not None:
             self._wandb.log(record, step=step)
         if self.on_record is not None:
@@ -69,24 +96,37 @@ def read_log(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def masking_steps(records: list[dict]) -> list[int]:
+    """Steps whose cross-view reconstruction ran (vm_loss not 0): the steps that masked views."""
+    return [r["step"] for r in records if ran("vm_loss", r.get("vm_loss"))]
+
+
 def plot_losses(log_path: Path, png_path: Path) -> Path:
-    """Every loss component against the optimizer step (matplotlib Agg)."""
+    """One panel per loss component against the optimizer step: faint points where it ran, their EMA as a line,
+    masking steps as ticks along the bottom (matplotlib Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = read_log(log_path)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key in LOSS_KEYS:
-        points = [(r["step"], r[key]) for r in records if key in r]
+    keys = [k for k in LOSS_KEYS if any(ran(k, r.get(k)) for r in records)] or ["loss"]
+    masked = masking_steps(records)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.2 * len(keys)), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        points = [(r["step"], r[key]) for r in records if ran(key, r.get(key))]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, label=key, linewidth=2 if key == "loss" else 1)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
+            ema = Ema()
+            ax.scatter(xs, ys, s=6, alpha=0.35, color="tab:blue", linewidths=0)
+            ax.plot(xs, [ema.update(y) for y in ys], color="tab:blue", linewidth=1.8, label=f"EMA {EMA_DECAY}")
+        if masked:
+            ax.plot(masked, [0.0] * len(masked), "|", color="tab:red", markersize=6, alpha=0.6,
+                    transform=ax.get_xaxis_transform(), label="masking step")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("optimizer step")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
