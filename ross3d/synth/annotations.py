@@ -1,9 +1,9 @@
 """Benchmark annotations for synthetic scenes, in the real releases' native formats, generated from each scene's
 objects so that every answer follows from the scene (colours, counts, nearest objects, left/right relations).
 
-All scenes appear in both the train and the val split lists, with different questions (paraphrases and other
-object pairs): the synthetic benchmark measures whether a model learns scene content, not generalisation to
-unseen scenes. Layout under OUT: benchmarks/{scanqa,sqa_task/balanced,scanrefer,multi3drefer}/ and
+All scenes appear in both the train and the val split lists, with different questions (ScanQA: the same facts
+in the other of two phrasings both seen in training; other object pairs; paraphrases): the synthetic benchmark
+measures whether a model learns scene content, not generalisation to unseen scenes. Layout under OUT: benchmarks/{scanqa,sqa_task/balanced,scanrefer,multi3drefer}/ and
 scannet_metadata/{scannetv2_train.txt, scannetv2_val.txt, scannetv2-labels.combined.tsv}.
 """
 
@@ -50,19 +50,25 @@ class SceneFacts:
         return "left" if f[0] * t[1] - f[1] * t[0] > 0 else "right"
 
 
+# two phrasings per ScanQA question kind: colour, count, neighbour
+SCANQA_PHRASINGS = (("What color is the {l}?", "What is the color of the {l}?"),
+                    ("How many {p} are there in the room?", "How many {p} are in this room?"),
+                    ("What is next to the {l}?", "What is beside the {l}?"))
+
+
 def _scanqa(facts: list[SceneFacts], split: str) -> list[dict]:
-    templates = {
-        "train": ("What color is the {l}?", "How many {p} are there in the room?", "What is next to the {l}?"),
-        "val": ("What is the color of the {l}?", "How many {p} are in this room?", "What is beside the {l}?"),
-    }[split]
+    """One question per fact and split. Fact j of a scene takes phrasing j % 2 of its kind in train and the other
+    in val: train holds both phrasings of every kind, and a val question is a seen fact in a seen phrasing, never a
+    (fact, phrasing) pair seen in training."""
+    offset = 1 if split == "val" else 0
     records = []
     for sf in facts:
-        qas = [(templates[0], o.color_name, [o]) for o in sf.unique]
-        qas += [(templates[1], NUMBER_WORDS[n], [o for o in sf.objects if o.label == label])
-                for label, n in sf.counts.items()]
-        qas += [(templates[2], sf.nearest[o.object_id].label, [o]) for o in sf.unique]
-        for template, answer, objs in qas:
+        qas = [(0, o.color_name, [o]) for o in sf.unique]
+        qas += [(1, NUMBER_WORDS[n], [o for o in sf.objects if o.label == label]) for label, n in sf.counts.items()]
+        qas += [(2, sf.nearest[o.object_id].label, [o]) for o in sf.unique]
+        for j, (kind, answer, objs) in enumerate(qas):
             label = objs[0].label
+            template = SCANQA_PHRASINGS[kind][(j + offset) % 2]
             records.append({
                 "answers": [answer], "object_ids": [o.object_id for o in objs],
                 "object_names": [o.label for o in objs],
@@ -72,14 +78,18 @@ def _scanqa(facts: list[SceneFacts], split: str) -> list[dict]:
     return records
 
 
+SQA3D_SITUATIONS = 15  # situations per scene at most, so SQA3D does not outnumber the other tasks' samples
+
+
 def _sqa3d(facts: list[SceneFacts], rng: np.random.Generator) -> dict[str, tuple[list, list]]:
-    """SQA3D questions and annotations per split; situations are (standing at A, facing B) pairs."""
+    """SQA3D questions and annotations per split; situations are (standing at A, facing B) pairs, SQA3D_SITUATIONS
+    random ones per scene."""
     out = {split: ([], []) for split in ("train", "val", "test")}
     qid = 220602000000
     for sf in facts:
         objs = sf.unique
         pairs = [(a, b) for a in objs for b in objs if a is not b]
-        order = rng.permutation(len(pairs))
+        order = rng.permutation(len(pairs))[:SQA3D_SITUATIONS]
         for rank, k in enumerate(order):
             a, b = pairs[int(k)]
             split = "train" if rank % 5 < 3 else ("val" if rank % 5 == 3 else "test")
@@ -104,14 +114,20 @@ def _sqa3d(facts: list[SceneFacts], rng: np.random.Generator) -> dict[str, tuple
     return out
 
 
+SCANREFER_TEMPLATES = ("this is a {c} {l}. it is next to the {n}.", "a {c} {l} near the {n}.",
+                       "there is a {c} {l} close to the {n}.")
+
+
 def _scanrefer(facts: list[SceneFacts], split: str) -> list[dict]:
-    templates = {"train": ["this is a {c} {l}. it is next to the {n}.", "a {c} {l} near the {n}."],
-                 "val": ["there is a {c} {l} close to the {n}."]}[split]
+    """Object j of a scene is described with template j % 3 in val and with the two others in train: every
+    template occurs in train, never with the val object it describes there."""
     records = []
     for sf in facts:
-        for o in sf.objects:
-            for ann, template in enumerate(templates):
-                text = template.format(c=o.color_name, l=o.label, n=sf.nearest[o.object_id].label)
+        for j, o in enumerate(sf.objects):
+            held = j % len(SCANREFER_TEMPLATES)
+            chosen = [held] if split == "val" else [k for k in range(len(SCANREFER_TEMPLATES)) if k != held]
+            for ann, k in enumerate(chosen):
+                text = SCANREFER_TEMPLATES[k].format(c=o.color_name, l=o.label, n=sf.nearest[o.object_id].label)
                 records.append({"scene_id": sf.scene_id, "object_id": str(o.object_id),
                                 "object_name": o.label.replace(" ", "_"), "ann_id": str(ann), "description": text,
                                 "token": text.replace(".", " .").split()})
@@ -119,33 +135,35 @@ def _scanrefer(facts: list[SceneFacts], split: str) -> list[dict]:
 
 
 def _multi3drefer(facts: list[SceneFacts], split: str) -> list[dict]:
-    variant = 0 if split == "train" else 1
+    """Every query has two phrasings; query j of a scene takes phrasing j % 2 in train and the other in val, so
+    train holds both phrasings of every query type."""
+    offset = 0 if split == "train" else 1
     records = []
     for sf in facts:
         entries = []
         for o in sf.unique:
-            entries.append((["the {l} in the room.", "the only {l} here."][variant].format(l=o.label),
+            entries.append((("the {l} in the room.", "the only {l} here."), dict(l=o.label),
                             [o.object_id], "st_wo_d", o.label, False))
         for label, n in sf.counts.items():
             group = [o for o in sf.objects if o.label == label]
             if n > 1:
-                entries.append((["all the {p} in the room.", "every {l} in this room."][variant].format(
-                    p=_plural(label), l=label), [o.object_id for o in group], "mt", label, False))
+                entries.append((("all the {p} in the room.", "every {l} in this room."),
+                                dict(p=_plural(label), l=label), [o.object_id for o in group], "mt", label, False))
                 colors = Counter(o.color_name for o in group)
                 for o in group:
                     if colors[o.color_name] == 1:
-                        entries.append((["the {c} {l}.", "the {l} that is {c}."][variant].format(
-                            c=o.color_name, l=label), [o.object_id], "st_w_d", label, True))
+                        entries.append((("the {c} {l}.", "the {l} that is {c}."), dict(c=o.color_name, l=label),
+                                        [o.object_id], "st_w_d", label, True))
             absent = next(c for c in COLORS if c not in {o.color_name for o in group})
-            entries.append((["the {c} {l}.", "the {l} that is {c}."][variant].format(c=absent, l=label), [],
+            entries.append((("the {c} {l}.", "the {l} that is {c}."), dict(c=absent, l=label), [],
                             "zt_w_d", label, True))
         missing = next(label for label in ABSENT_LABELS if label not in sf.counts)
-        entries.append((["the {l} in the room.", "the only {l} here."][variant].format(l=missing), [], "zt_wo_d",
+        entries.append((("the {l} in the room.", "the only {l} here."), dict(l=missing), [], "zt_wo_d",
                         missing, False))
-        for text, ids, eval_type, label, by_color in entries:
+        for j, (phrasings, fields, ids, eval_type, label, by_color) in enumerate(entries):
             records.append({"scene_id": sf.scene_id, "object_name": label.replace(" ", "_"), "ann_id": len(records),
-                            "description": text, "object_ids": ids, "eval_type": eval_type, "spatial": False,
-                            "color": by_color, "texture": False, "shape": False})
+                            "description": phrasings[(j + offset) % 2].format(**fields), "object_ids": ids,
+                            "eval_type": eval_type, "spatial": False, "color": by_color, "texture": False, "shape": False})
     return records
 
 

@@ -59,6 +59,23 @@ def _face_shading(room: SynthRoom) -> np.ndarray:
     return 0.55 + 0.45 * np.abs(normals @ LIGHT)
 
 
+def shaded_colour(caster: MeshRaycaster, shading: np.ndarray, k_color: np.ndarray, color_size: tuple[int, int],
+                  pose: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One (H, W, 3) uint8 colour frame: vertex colours times face shading, black where no face is hit, plus
+    sensor noise (std 2)."""
+    hits = caster.cast(*pinhole_rays(k_color, *color_size, pose))
+    rgb = hits.rgb * np.where(hits.hit, shading[np.maximum(hits.face, 0)], 0)[..., None]
+    return np.clip(rgb + rng.normal(0, 2.0, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def render_frames(room: SynthRoom, n_frames: int, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(n_frames, H, W, 3) uint8 colour frames along the capture trajectory (no .sens written)."""
+    caster = MeshRaycaster(room.vertices, room.faces, room.colors)
+    shading, k = _face_shading(room), intrinsics(*size)
+    return np.stack([shaded_colour(caster, shading, k, size, pose, rng)
+                     for pose in trajectory(room, n_frames, rng)])
+
+
 def write_sens(path: Path, room: SynthRoom, axis_align: np.ndarray, n_frames: int, color_size: tuple[int, int],
                depth_size: tuple[int, int], invalid: set[int], rng: np.random.Generator,
                progress: Progress = NullProgress(), progress_key: str = "frames") -> None:
@@ -70,9 +87,7 @@ def write_sens(path: Path, room: SynthRoom, axis_align: np.ndarray, n_frames: in
     with SensWriter(path, intrinsic_color=k_color, intrinsic_depth=k_depth, color_size=color_size,
                     depth_size=depth_size) as writer:
         for i, pose in enumerate(trajectory(room, n_frames, rng)):
-            hits = caster.cast(*pinhole_rays(k_color, *color_size, pose))
-            rgb = hits.rgb * np.where(hits.hit, shading[np.maximum(hits.face, 0)], 0)[..., None]
-            rgb = np.clip(rgb + rng.normal(0, 2.0, rgb.shape), 0, 255).astype(np.uint8)
+            rgb = shaded_colour(caster, shading, k_color, color_size, pose, rng)
             jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
             t = caster.cast(*pinhole_rays(k_depth, *depth_size, pose)).t
             depth = np.where(np.isfinite(t) & (t < MAX_DEPTH_M), np.rint(t * 1000.0), 0).astype(np.uint16)
