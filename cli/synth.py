@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -55,18 +56,39 @@ def synth_scannet(
 def synth_encoders(
     out_dir: Path = typer.Argument(..., help="Writes OUT_DIR/tiny-vae and OUT_DIR/tiny-siglip."),
     seed: int = typer.Option(0, help="Seed of the random weights."),
+    fit: Path = typer.Option(None, "--fit", help="PREP_DIR: fit the VAE to its frames and BEVs (a short "
+                             "training loop; OUT_DIR/tiny-vae/fit.json reports it) instead of random weights."),
+    fit_steps: int = typer.Option(None, help="Training steps of --fit (default: FitOptions.steps)."),
 ) -> None:
-    """Tiny FLUX-shaped VAE and tiny SigLIP vision tower with RANDOM weights (labelled as such in each folder),
-    for the demo and tests where the real FLUX.1-dev VAE and LLaVA-Video tower cannot be downloaded."""
+    """Tiny FLUX-shaped VAE and tiny SigLIP vision tower for the demo and tests where the real FLUX.1-dev VAE and
+    LLaVA-Video tower cannot be downloaded. The SigLIP weights are random; the VAE's too unless --fit trains it on
+    the scenes' own frames. Each folder's README says which."""
+    from ross3d.cache.fit_vae import FitOptions, save_fitted_tiny_vae
     from ross3d.cache.tiny import save_tiny_siglip, save_tiny_vae
-    from ross3d_cli.console import console
+    from ross3d_cli.console import RichProgress, console, user_errors
 
     vae, siglip = out_dir / "tiny-vae", out_dir / "tiny-siglip"
     if not (vae / "config.json").is_file():
-        save_tiny_vae(vae, seed=seed)
+        if fit is None:
+            save_tiny_vae(vae, seed=seed)
+        else:
+            with user_errors(), RichProgress() as progress:
+                save_fitted_tiny_vae(fit, vae, FitOptions(seed=seed, **({} if fit_steps is None else {"steps": fit_steps})), progress)
     if not (siglip / "config.json").is_file():
         save_tiny_siglip(siglip, seed=seed)
-    console.print(f"random-weight encoders: {vae}, {siglip}")
+    if (vae / "fit.json").is_file():
+        _print_fit(json.loads((vae / "fit.json").read_text()))
+    console.print(f"encoders: {vae} ({'fitted' if (vae / 'fit.json').is_file() else 'random'}), "
+                  f"{siglip} (random)")
+
+
+def _print_fit(fit: dict) -> None:
+    from ross3d_cli.console import console
+
+    console.print(f"VAE fitted in {fit['steps']} steps ({fit['seconds']:.0f} s): held-out round trip "
+                  f"{fit['heldout_psnr_db']:.1f} dB PSNR over {fit['heldout_frames']} frames; posterior mean "
+                  f"log-variance {fit['mean_logvar']:.2f} (std {fit['posterior_std']:.3f}) against a spread of the "
+                  f"means (std) of {fit['mean_spread']:.3f}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -50,12 +50,12 @@ def build_siglip(config, seed: int = 0):
     return SiglipVisionModel(config).eval()
 
 
-def save_model(model, out_dir: str | Path) -> Path:
-    """save_pretrained plus the README that marks the weights as random."""
+def save_model(model, out_dir: str | Path, readme: str = RANDOM_README) -> Path:
+    """save_pretrained plus the README that says what the weights are (random by default)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    (out_dir / "README.md").write_text(RANDOM_README)
+    (out_dir / "README.md").write_text(readme)
     return out_dir
 
 
