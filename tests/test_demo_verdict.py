@@ -61,3 +61,19 @@ def test_multi3drefer_must_also_win_on_single_and_multi_target_types():
     assert not result["honest_win"] and len(result["reasons"]) == 3
     good = {"all/F1@0.25": 43.3, "st_w_d/F1@0.25": 20.0, "st_wo_d/F1@0.25": 30.0, "mt/F1@0.25": 10.0}
     assert verdict("multi3drefer", good, base, lines)["honest_win"]
+
+
+def test_demo_gate_lists_every_failed_requirement():
+    from ross3d.demo import failures
+
+    win = {"honest_win": True, "reasons": []}
+    summary = {"verdicts": {"scanqa": win, "sqa3d": {"honest_win": False, "reasons": ["degenerate: 1 distinct"]}},
+               "vae_fit": {"heldout_psnr_db": 19.5},
+               "reconstruction": [{"kind": "view", "view": 2, "cosine": 0.7}, {"kind": "bev", "view": None,
+                                                                                 "cosine": 0.4}]}
+    assert failures(summary) == ["sqa3d: degenerate: 1 distinct", "VAE: held-out round trip 19.5 dB < 20 dB",
+                                 "reconstruction bev: latent cosine 0.40 < 0.5"]
+    summary["verdicts"]["sqa3d"] = win
+    summary["vae_fit"]["heldout_psnr_db"] = 20.0
+    summary["reconstruction"][1]["cosine"] = 0.5
+    assert failures(summary) == []
