@@ -73,7 +73,8 @@ def synth_encoders(
             save_tiny_vae(vae, seed=seed)
         else:
             with user_errors(), RichProgress() as progress:
-                save_fitted_tiny_vae(fit, vae, FitOptions(seed=seed, **({} if fit_steps is None else {"steps": fit_steps})), progress)
+                steps = {} if fit_steps is None else {"steps": fit_steps}
+                save_fitted_tiny_vae(fit, vae, FitOptions(seed=seed, **steps), progress)
     if not (siglip / "config.json").is_file():
         save_tiny_siglip(siglip, seed=seed)
     if (vae / "fit.json").is_file():

@@ -150,7 +150,8 @@ def fit_vae(vae, train: torch.Tensor, held: torch.Tensor, bevs: list[torch.Tenso
     vae.eval()
     mean_logvar, shift, spread = posterior_stats(vae, list(train) + bevs)
     vae.register_to_config(shift_factor=round(shift, 6), scaling_factor=round(1.0 / spread, 6))
-    return FitReport(options.steps, round(seconds, 1), len(images), len(held), round(psnr(round_trip(vae, held), held), 2),
+    held_psnr = psnr(round_trip(vae, held), held)
+    return FitReport(options.steps, round(seconds, 1), len(images), len(held), round(held_psnr, 2),
                      round(mean_logvar, 3), round(math.exp(0.5 * mean_logvar), 4), round(spread, 4),
                      round(shift, 6), round(1.0 / spread, 6))
 

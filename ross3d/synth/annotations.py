@@ -3,7 +3,8 @@ objects so that every answer follows from the scene (colours, counts, nearest ob
 
 All scenes appear in both the train and the val split lists, with different questions (ScanQA: the same facts
 in the other of two phrasings both seen in training; other object pairs; paraphrases): the synthetic benchmark
-measures whether a model learns scene content, not generalisation to unseen scenes. Layout under OUT: benchmarks/{scanqa,sqa_task/balanced,scanrefer,multi3drefer}/ and
+measures whether a model learns scene content, not generalisation to unseen scenes. Layout under OUT:
+benchmarks/{scanqa,sqa_task/balanced,scanrefer,multi3drefer}/ and
 scannet_metadata/{scannetv2_train.txt, scannetv2_val.txt, scannetv2-labels.combined.tsv}.
 """
 
@@ -163,7 +164,8 @@ def _multi3drefer(facts: list[SceneFacts], split: str) -> list[dict]:
         for j, (phrasings, fields, ids, eval_type, label, by_color) in enumerate(entries):
             records.append({"scene_id": sf.scene_id, "object_name": label.replace(" ", "_"), "ann_id": len(records),
                             "description": phrasings[(j + offset) % 2].format(**fields), "object_ids": ids,
-                            "eval_type": eval_type, "spatial": False, "color": by_color, "texture": False, "shape": False})
+                            "eval_type": eval_type, "spatial": False, "color": by_color, "texture": False,
+                            "shape": False})
     return records
 
 
