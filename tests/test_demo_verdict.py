@@ -33,7 +33,7 @@ def test_multi3drefer_all_empty_sets_are_degenerate():
 
 def test_scanrefer_one_box_for_every_query_is_degenerate():
     lines = [{"sample_id": str(k), "pred_response": BOX, "gt_response": BOX} for k in range(4)]
-    assert degenerate("scanrefer", lines).startswith("1 distinct")
+    assert degenerate("scanrefer", lines) == "1 distinct prediction(s) over 4 samples (one box)"
 
 
 def test_a_win_needs_every_required_metric_and_no_collapse():

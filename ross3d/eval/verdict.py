@@ -27,11 +27,24 @@ SCANREFER_FACTOR = 2.0  # ScanRefer must reach this multiple of the random-propo
 def prediction_key(benchmark: str, line: dict):
     """A hashable form of one line's prediction: the normalised answer, the box, or the selected box set."""
     if benchmark == "scanrefer":
-        return tuple(np.round(np.asarray(line["pred_response"], float), 3))
+        return _box(line["pred_response"])
     if benchmark == "multi3drefer":
         boxes = select_boxes(np.asarray(line["scores"]), np.asarray(line["objects"]).reshape(-1, 6))
-        return tuple(sorted(tuple(np.round(b, 3)) for b in boxes))
+        return tuple(sorted(_box(b) for b in boxes))
     return clean_answer(str(line["pred_response"]))
+
+
+def _box(box) -> tuple[float, ...]:
+    return tuple(round(float(v), 3) for v in box)
+
+
+def _describe(key) -> str:
+    """A prediction key in words: a text answer quoted, a box or a set of boxes by its size."""
+    if isinstance(key, str):
+        return repr(key)
+    if key == ():
+        return "the empty set"
+    return "one box" if isinstance(key[0], float) else f"a set of {len(key)} box(es)"
 
 
 def prediction_counts(benchmark: str, lines: list[dict]) -> Counter:
@@ -43,7 +56,7 @@ def degenerate(benchmark: str, lines: list[dict]) -> str | None:
     counts = prediction_counts(benchmark, lines)
     if len(counts) >= MIN_DISTINCT:
         return None
-    shown = ", ".join(repr(k) if k != () else "the empty set" for k in counts)
+    shown = ", ".join(_describe(k) for k in counts)
     return f"{len(counts)} distinct prediction(s) over {len(lines)} samples ({shown})"
 
 
