@@ -99,18 +99,33 @@ def test_cosine_schedule_closed_form_and_diffusers_match():
     torch.testing.assert_close(diff.q_sample(x0, t, noise), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler):
-    diff = GaussianDiffusion(1000)
-    target = torch.randn(2, 4)
+def _exact_eps(diff: GaussianDiffusion, target: torch.Tensor):
+    """The true eps for a point mass at `target`."""
     abar = diff.alphas_cumprod.float()
 
-    def oracle(x, t):  # the true eps for a point mass at `target`
+    def oracle(x, t):
         a = abar[t][:, None]
         return (x - a.sqrt() * target) / (1 - a).sqrt()
 
-    out = diff.sample(oracle, (2, 4), steps=20, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    return oracle
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler):
+    diff = GaussianDiffusion(1000)
+    target = torch.rand(2, 4, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9  # inside the x0 clamp [-1, 1]
+    out = diff.sample(_exact_eps(diff, target), (2, 4), steps=20, sampler=sampler,
+                      generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, target, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sampling_clamps_the_predicted_x0_to_unit_range(sampler):
+    diff = GaussianDiffusion(1000)
+    target = torch.tensor([[1.5, -2.0, 0.5, -0.25]])  # the original samples with clip_denoised=True
+    out = diff.sample(_exact_eps(diff, target), (1, 4), steps=20, sampler=sampler,
+                      generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, torch.tensor([[1.0, -1.0, 0.5, -0.25]]), atol=2e-2, rtol=0)
 
 
 def test_masking_step_schedule_counts():
