@@ -1,7 +1,8 @@
-"""`cache_latents`: PREP_DIR -> CACHE_DIR. Checks the fingerprint against an existing cache (refuse, or rebuild
-when asked), skips scenes already committed with the same fingerprint, loads scenes in worker threads while the
-encoders run, writes each scene atomically in a writer thread, and ends with index.parquet and manifest.json.
-Under torchrun each rank takes a disjoint share of the scenes; rank 0 writes the index once at the end."""
+"""`cache_latents`: PREP_DIR -> CACHE_DIR, holding the CACHE_DIR lock (ross3d.locking). Checks the fingerprint
+against an existing cache (refuse, or rebuild when asked), skips scenes already committed with the same
+fingerprint, loads scenes in worker threads while the encoders run, writes each scene atomically in a writer
+thread, and ends with index.parquet and manifest.json. Under torchrun each rank takes a disjoint share of the
+scenes; rank 0 writes the index once at the end."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ross3d.cache.preprocess import PARAMS
 from ross3d.cache.store import ZARR_DIR, prepare_store, read_record, write_scene
 from ross3d.cache import distributed as dist
 from ross3d.errors import ConfigError, InputError, Ross3DError
+from ross3d.locking import exclusive_lock
 from ross3d.prep.options import STRATEGIES
 from ross3d.progress import NullProgress, Progress
 
@@ -144,7 +146,7 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
     options = options or CacheOptions()
     progress = progress or NullProgress()
     cache_dir, start = Path(cache_dir), time.perf_counter()
-    with dist.session(options.device) as device:
+    with exclusive_lock(cache_dir, "cache-latents"), dist.session(options.device) as device:
         dtype = options.dtype or ("bf16" if device.type == "cuda" else "fp32")
         prep = read_prep(prep_dir, options.strategies)
         vae = VaeEncoder(vae_dir, device, dtype)

@@ -1,5 +1,6 @@
-"""`prep_scannet`: pick the scenes, skip those committed with the same options fingerprint, run the rest through
-an executor, then write the merged tables and, last, manifest.json."""
+"""`prep_scannet`: lock PREP_DIR (one run at a time, ross3d.locking), pick the scenes, skip those committed with
+the same options fingerprint, run the rest through an executor, then write the merged tables and, last,
+manifest.json."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from ross3d import __version__
 from ross3d.errors import InputError
+from ross3d.locking import exclusive_lock
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
 from ross3d.prep.executors import check_executor, run_scenes
@@ -92,6 +94,13 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     posed = options.sources.source == "posed-images"
     scene_ids = list_scenes(Path(options.sources.posed_images) if posed else scans_dir, scenes)
     check_executor(executor)
+    with exclusive_lock(prep_dir, "prep scannet"):
+        return _prep_locked(scans_dir, prep_dir, options, scene_ids, workers, executor, ray_address, resume,
+                            progress)
+
+
+def _prep_locked(scans_dir: Path, prep_dir: Path, options: PrepOptions, scene_ids: list[str], workers: int,
+                 executor: str, ray_address: str | None, resume: bool, progress: Progress) -> PrepReport:
     start = time.perf_counter()
     (prep_dir / "scenes").mkdir(parents=True, exist_ok=True)
     (prep_dir / "manifest.json").unlink(missing_ok=True)
