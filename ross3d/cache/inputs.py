@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ross3d.cache.preprocess import bev_mask, decode_view
 from ross3d.errors import InputError
+from ross3d.safe_names import check_scene_id, child_path
 
 @dataclass
 class PrepScene:
@@ -51,6 +52,8 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
     except (OSError, json.JSONDecodeError, KeyError) as err:
         raise InputError(manifest_path, f"not a finished PREP_DIR ({err})") from None
     scenes = _table(prep_dir / "scenes.parquet", ["scene_id", "depth_width", "depth_height", "status"]).to_pylist()
+    for row in scenes:
+        check_scene_id(row["scene_id"], prep_dir / "scenes.parquet")
     selected: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for r in _table(prep_dir / "selections.parquet", ["scene_id", "strategy", "rank", "frame_idx"]).to_pylist():
         selected.setdefault((r["scene_id"], r["strategy"]), []).append((r["rank"], r["frame_idx"]))
@@ -92,7 +95,7 @@ def load_scene(prep_dir: Path, scene: PrepScene) -> LoadedScene:
     """Decode the selected JPEGs and read voxels, membership and BEV of one scene (runs in a worker thread)."""
     import zarr
 
-    scene_dir = prep_dir / "scenes" / scene.scene_id
+    scene_dir = child_path(prep_dir / "scenes", scene.scene_id)
     unique = np.unique(np.concatenate(list(scene.frames.values())))
     frames_path = scene_dir / "frames.parquet"
     try:

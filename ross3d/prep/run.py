@@ -12,6 +12,7 @@ from pathlib import Path
 from ross3d import __version__
 from ross3d.errors import InputError
 from ross3d.locking import exclusive_lock
+from ross3d.safe_names import RULE, check_scene_id, is_safe_name
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
 from ross3d.prep.executors import check_executor, run_scenes
@@ -38,22 +39,31 @@ class PrepReport:
 
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
-    """The requested scenes, or every sub-folder of SCANS_DIR (the posed_images folder with that source), sorted."""
+    """The requested scenes (each a safe name, ross3d.safe_names), or every sub-folder of SCANS_DIR (the
+    posed_images folder with that source) whose name is one, sorted; other folders are skipped with a warning."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:
-        return list(dict.fromkeys(scenes))
-    found = sorted(p.name for p in scans_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return list(dict.fromkeys(check_scene_id(s, "--scenes") for s in scenes))
+    found = []
+    for p in sorted(scans_dir.iterdir()):
+        if p.is_dir() and not p.name.startswith("."):
+            if is_safe_name(p.name):
+                found.append(p.name)
+            else:
+                log.warning("%s: skipped, the folder name is not a safe scene id (%s)", p, RULE)
     if not found:
         raise InputError(scans_dir, "no scene folders")
     return found
 
 
 def read_scene_list(path: Path) -> list[str]:
+    """The scene ids of a `--scene-list` file, one per line (blank lines skipped), each a safe name."""
     try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError as err:
-        raise InputError(path, f"cannot read scene list: {err.strerror}") from None
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read scene list: {getattr(err, 'strerror', None) or err}") from None
+    return [check_scene_id(line.strip(), f"{path}: line {k}") for k, line in enumerate(lines, 1) if line.strip()]
 
 
 def _committed(prep_dir: Path, fingerprint: str) -> dict[str, SceneResult]:

@@ -23,6 +23,7 @@ from ross3d.prep.membership import membership
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.sources import load_scene_inputs, open_frame_source, released_selections
 from ross3d.prep.store import RESULT_FILE, commit_dir, temp_path, to_jsonable, write_json_atomic
+from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import load_released_bev
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ def _frame_geometry(positions, depth, kept, hdr, axis):
 def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
     """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the mesh, else none."""
     if options.sources.bev_images:
-        rgb, valid = load_released_bev(Path(options.sources.bev_images) / scene_id / "view_0.jpg", hdr.depth_size,
-                                       options.bev_size)
+        rgb, valid = load_released_bev(child_path(options.sources.bev_images, scene_id) / "view_0.jpg",
+                                       hdr.depth_size, options.bev_size)
         return Bev(rgb, valid, np.full(4, np.nan, np.float32)), "released"
     if inputs.mesh is None:
         return None, "none"
@@ -252,16 +253,17 @@ def failed_row(scene_id: str, error: str) -> dict:
 def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, options: PrepOptions) -> SceneResult:
     """Process one scene into PREP_DIR (committed atomically); failures come back as status "failed"."""
     prep_dir = Path(prep_dir)
-    final = prep_dir / "scenes" / scene_id
-    tmp = temp_path(final)
+    tmp = None
     timer = _Timer()
     try:
+        final = child_path(prep_dir / "scenes", scene_id)
+        tmp = temp_path(final)
         result = _run(Path(scans_dir), scene_id, tmp, options, timer)
         start = time.perf_counter()
         result.timings = timer.seconds
         write_json_atomic(tmp / RESULT_FILE, result.to_record())
         commit_dir(tmp, final)
-        preview = prep_dir / "previews" / f"{scene_id}_bev.png"
+        preview = child_path(prep_dir / "previews", f"{scene_id}_bev.png")
         preview.parent.mkdir(exist_ok=True)
         if (final / "bev.png").is_file():
             preview_tmp = temp_path(preview)
@@ -277,4 +279,5 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
         return SceneResult(scene_id, "failed", message, options.fingerprint(), failed_row(scene_id, message),
                            timings=timer.seconds)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

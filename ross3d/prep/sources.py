@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import ConfigError, InputError
+from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import (
     EmbodiedScanScene, PosedImagesScene, load_box_file, load_embodiedscan_infos, load_selection_file,
     read_matrix_txt,
@@ -205,7 +206,7 @@ def _jpeg_size(path: Path) -> tuple[int, int]:
 def open_frame_source(scans_dir: Path, scene_id: str, sources: SourceOptions):
     """The scene's frame source (a context manager: the `.sens` stream is closed at the end)."""
     if sources.source == "posed-images":
-        yield PosedImagesSource(Path(sources.posed_images) / scene_id, embodiedscan_scene(sources, scene_id))
+        yield PosedImagesSource(child_path(sources.posed_images, scene_id), embodiedscan_scene(sources, scene_id))
         return
     from ross3d.scannet.sens import SensReader
 

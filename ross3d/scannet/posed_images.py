@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import InputError
+from ross3d.safe_names import check_scene_id
 from ross3d.safe_pickle import load_restricted
 
 
@@ -145,7 +146,7 @@ def load_embodiedscan_infos(paths: list[str | Path]) -> dict[str, EmbodiedScanSc
             sample_idx = str(item.get("sample_idx", ""))
             if not sample_idx.startswith("scannet/"):
                 continue
-            scene_id = sample_idx.split("/", 1)[1]
+            scene_id = check_scene_id(sample_idx.split("/", 1)[1], path, f"{sample_idx}: scene id")
             try:
                 indices = [frame_index_of(img["img_path"]) for img in item.get("images", [])]
             except (KeyError, TypeError):
@@ -208,7 +209,7 @@ def load_selection_file(path: str | Path) -> dict[str, ReleasedSelection]:
             gains = [int(g) for g in rec.get("voxel_nums", [0] * len(frames))]
         except (KeyError, TypeError, ValueError, InputError) as err:
             raise InputError(path, f"record {k}: malformed ({err})") from None
-        out[scene_id] = ReleasedSelection(frames, gains, rec.get("num_all_voxels"), rec.get("num_select_voxels"))
+        out[check_scene_id(scene_id, path, f"record {k}: scene id")] = ReleasedSelection(frames, gains, rec.get("num_all_voxels"), rec.get("num_select_voxels"))
     return out
 
 
@@ -224,7 +225,7 @@ def load_box_file(path: str | Path) -> dict[str, np.ndarray]:
             arr = np.asarray(boxes, dtype=np.float32).reshape(len(boxes), 6)
         except (ValueError, TypeError):
             raise InputError(path, f"{key}: boxes must be lists of 6 numbers") from None
-        out[key.split("/")[-1]] = arr
+        out[check_scene_id(key.split("/")[-1], path, f"{key}: scene id")] = arr
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import InputError
+from ross3d.safe_names import child_path
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class ScanPaths:
 
 
 def scan_paths(scans_dir: str | Path, scene_id: str) -> ScanPaths:
-    return ScanPaths(Path(scans_dir) / scene_id, scene_id)
+    """The files of SCANS_DIR/<scene_id>/ (the id must be a safe name, ross3d.safe_names)."""
+    return ScanPaths(child_path(scans_dir, scene_id), scene_id)
 
 
 @dataclass
