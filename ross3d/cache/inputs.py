@@ -25,6 +25,7 @@ class PrepScene:
     frames: dict[str, np.ndarray]  # strategy -> frame_idx in selection order
     boxes: np.ndarray  # (n_obj, 6) f32
     object_ids: np.ndarray  # (n_obj,) i32
+    inputs_fingerprint: str = ""  # of the raw files prep read (PREP manifest.json); a change re-caches the scene
 
 
 @dataclass
@@ -75,7 +76,8 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
         out.scenes.append(PrepScene(
             sid, (int(row["depth_width"]), int(row["depth_height"])), frames,
             np.asarray([o["box"] for o in mine], np.float32).reshape(-1, 6),
-            np.asarray([o["object_id"] for o in mine], np.int32)))
+            np.asarray([o["object_id"] for o in mine], np.int32),
+            str((manifest.get("scenes") or {}).get(sid, {}).get("inputs_fingerprint", ""))))
     return out
 
 

@@ -1,6 +1,6 @@
 """`prep_scannet`: lock PREP_DIR (one run at a time, ross3d.locking), pick the scenes, skip those committed with
-the same options fingerprint, run the rest through an executor, then write the merged tables and, last,
-manifest.json."""
+the same options fingerprint and unchanged input files (ross3d.prep.input_fingerprint), run the rest through an
+executor, then write the merged tables and, last, manifest.json."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ross3d import __version__
 from ross3d.errors import InputError
 from ross3d.locking import exclusive_lock
 from ross3d.safe_names import RULE, check_scene_id, is_safe_name
+from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
 from ross3d.prep.executors import check_executor, run_scenes
@@ -89,7 +90,8 @@ def _write_outputs(prep_dir: Path, scans_dir: Path, options: PrepOptions, result
         "options_fingerprint": options.fingerprint(),
         "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings,
                                 "bev_source": r.bev_source, "warnings": r.warnings,
-                                "selection_agreement": r.selection_agreement} for r in ordered},
+                                "selection_agreement": r.selection_agreement,
+                                "inputs_fingerprint": r.inputs_fingerprint} for r in ordered},
     })
 
 
@@ -119,7 +121,8 @@ def _prep_locked(scans_dir: Path, prep_dir: Path, options: PrepOptions, scene_id
     clean_stale(prep_dir)
     fingerprint = options.fingerprint()
     results = _committed(prep_dir, fingerprint)
-    report = PrepReport(skipped=[s for s in scene_ids if resume and s in results])
+    report = PrepReport(skipped=[s for s in scene_ids if resume and s in results and
+                                 results[s].inputs_fingerprint == input_fingerprint(scans_dir, s, options.sources)])
     todo = [s for s in scene_ids if s not in report.skipped]
     progress.start("scenes", len(scene_ids), "scenes", unit="scenes")
     progress.start("frames", None, "frames", unit="frames")

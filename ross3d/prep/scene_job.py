@@ -19,6 +19,7 @@ from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import Bev, render_bev, write_preview
 from ross3d.prep.frames import stream_kept_frames
+from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.membership import membership
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.sources import load_scene_inputs, open_frame_source, released_selections
@@ -46,6 +47,7 @@ class SceneResult:
     bev_source: str = ""  # "rendered", "released" or "none"
     warnings: list[str] = field(default_factory=list)  # outputs missing for want of an input
     selection_agreement: dict | None = None  # --selection-file vs our max-coverage
+    inputs_fingerprint: str = ""  # ross3d.prep.input_fingerprint of the scene's files when its job started
 
     def to_record(self) -> dict:
         return to_jsonable(self.__dict__)
@@ -255,12 +257,14 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
     prep_dir = Path(prep_dir)
     tmp = None
     timer = _Timer()
+    inputs = ""
     try:
         final = child_path(prep_dir / "scenes", scene_id)
         tmp = temp_path(final)
+        inputs = input_fingerprint(Path(scans_dir), scene_id, options.sources)
         result = _run(Path(scans_dir), scene_id, tmp, options, timer)
         start = time.perf_counter()
-        result.timings = timer.seconds
+        result.timings, result.inputs_fingerprint = timer.seconds, inputs
         write_json_atomic(tmp / RESULT_FILE, result.to_record())
         commit_dir(tmp, final)
         preview = child_path(prep_dir / "previews", f"{scene_id}_bev.png")
@@ -277,7 +281,7 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
         message = str(err) if isinstance(err, Ross3DError) else f"{type(err).__name__}: {err}"
         log.warning("%s failed: %s", scene_id, message)
         return SceneResult(scene_id, "failed", message, options.fingerprint(), failed_row(scene_id, message),
-                           timings=timer.seconds)
+                           timings=timer.seconds, inputs_fingerprint=inputs)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

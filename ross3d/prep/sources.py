@@ -259,7 +259,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         mesh = SceneMesh(transform_points(axis, raw.vertices), raw.colors, raw.faces)
     objects = None
     if mesh is not None and (paths.aggregation.is_file() or not (posed or sources.boxes_file)):
-        found = read_objects(paths.aggregation, paths.segs)
+        found = read_objects(paths.aggregation, paths.segs, n_vertices=len(mesh.vertices))
         objects = SceneObjects([o.object_id for o in found], [o.label for o in found],
                                [len(o.vertex_indices) for o in found], object_boxes(found, mesh.vertices))
     elif sources.boxes_file:
