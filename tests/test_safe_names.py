@@ -24,7 +24,7 @@ from ross3d.prep.qa.run import QaSources, prep_qa
 from ross3d.prep.qa.schema import Sample, read_samples, write_samples
 from ross3d.prep.run import read_scene_list
 from ross3d.safe_names import RULE, child_path, is_safe_name
-from ross3d.scannet.posed_images import load_embodiedscan_infos
+from ross3d.scannet.posed_images import load_box_file, load_embodiedscan_infos, load_selection_file
 from ross3d_cli.app import app
 
 ATTACKS = ["../../victim/scene0000_00", "/tmp/scene0000_00", "..", ".", "", ".scene0000_00", "scene0000_00/..",
@@ -85,6 +85,18 @@ def test_pkl_scene_id(tmp_path):
     with pytest.raises(InputError) as err:
         load_embodiedscan_infos([path])
     assert str(err.value) == f"{path}: scannet/../../x: scene id '../../x' is not a safe name ({RULE})"
+
+
+def test_selection_and_box_file_scene_ids(tmp_path):
+    selection, boxes = tmp_path / "scannet_select_frames.json", tmp_path / "scannet_train_gt_box.json"
+    selection.write_text(json.dumps([{"video_id": "scannet/..", "frame_files": ["00000.jpg"]}]))
+    boxes.write_text(json.dumps({"scannet/.hidden": [[0, 0, 0, 1, 1, 1]]}))
+    with pytest.raises(InputError) as err:
+        load_selection_file(selection)
+    assert str(err.value) == f"{selection}: record 0: scene id '..' is not a safe name ({RULE})"
+    with pytest.raises(InputError) as err:
+        load_box_file(boxes)
+    assert str(err.value) == f"{boxes}: scannet/.hidden: scene id '.hidden' is not a safe name ({RULE})"
 
 
 def test_prep_tables_read_by_cache(tmp_path):

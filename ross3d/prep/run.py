@@ -12,7 +12,6 @@ from pathlib import Path
 from ross3d import __version__
 from ross3d.errors import InputError
 from ross3d.locking import exclusive_lock
-from ross3d.safe_names import RULE, check_scene_id, is_safe_name
 from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
@@ -22,6 +21,7 @@ from ross3d.prep.store import (
     write_table_atomic,
 )
 from ross3d.progress import NullProgress, Progress
+from ross3d.safe_names import RULE, check_scene_id, is_safe_name
 
 log = logging.getLogger(__name__)
 

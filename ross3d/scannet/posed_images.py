@@ -209,7 +209,8 @@ def load_selection_file(path: str | Path) -> dict[str, ReleasedSelection]:
             gains = [int(g) for g in rec.get("voxel_nums", [0] * len(frames))]
         except (KeyError, TypeError, ValueError, InputError) as err:
             raise InputError(path, f"record {k}: malformed ({err})") from None
-        out[check_scene_id(scene_id, path, f"record {k}: scene id")] = ReleasedSelection(frames, gains, rec.get("num_all_voxels"), rec.get("num_select_voxels"))
+        check_scene_id(scene_id, path, f"record {k}: scene id")
+        out[scene_id] = ReleasedSelection(frames, gains, rec.get("num_all_voxels"), rec.get("num_select_voxels"))
     return out
 
 
