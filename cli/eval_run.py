@@ -65,6 +65,7 @@ def eval_run(
                                              "proposal) on the same samples -> BASELINE.json."),
 ) -> None:
     """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format)."""
+    from ross3d.errors import ConfigError
     from ross3d.eval.baselines import baseline_metrics
     from ross3d.eval.runner import EvalOptions, Evaluator
     from ross3d.eval.scoring import BENCHMARKS, references_from_samples, score, write_answers, write_metrics
@@ -73,6 +74,10 @@ def eval_run(
     benchmarks = list(BENCHMARKS) if benchmark == ALL else benchmark.split(",")
     results, baselines = {}, {}
     with user_errors():
+        unknown = [b for b in benchmarks if b not in BENCHMARKS]  # names become folders under --out
+        if unknown:
+            raise ConfigError(f"--benchmark must be {ALL} or a comma-separated list of {', '.join(BENCHMARKS)}; "
+                              f"got {unknown[0]!r}")
         options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
                               split=split, device=device, spatial_instruction=spatial_instruction)
         evaluator = Evaluator(checkpoint, cache, samples.parent, options)

@@ -1,6 +1,6 @@
 """`ross3d cache-latents` and `ross3d verify` end to end on CPU over a real PREP_DIR: the CACHE_DIR contract, latents
 and features equal to direct per-image encoder calls, copies equal to PREP, refusal on a changed VAE, rebuild,
-corruption caught by verify, and resume after a SIGKILL."""
+corruption caught by verify, re-caching a scene prep redid, and resume after a SIGKILL."""
 
 import json
 import os
@@ -134,6 +134,26 @@ def test_changed_vae_is_refused_then_rebuilt(built, tmp_path):
     after = CacheReader(copy).load_scene(SCENES[0], "uniform")["frames/vae_mean"]
     assert np.abs(after - before).max() > 1e-3
     assert runner.invoke(app, ["verify", str(copy)]).exit_code == 0
+
+
+def test_scene_redone_in_prep_is_cached_again(built, tmp_path):
+    """prep re-ran a scene whose raw files changed (a new inputs_fingerprint in PREP's manifest): resume re-encodes
+    that scene only."""
+    inputs, cache = built
+    prep, copy = tmp_path / "prep", tmp_path / "cache"
+    shutil.copytree(inputs["prep"], prep)
+    shutil.copytree(cache, copy)
+    manifest = json.loads((prep / "manifest.json").read_text())
+    old = manifest["scenes"][SCENES[0]]["inputs_fingerprint"]
+    assert len(old) == 16 and json.loads((copy / "cache.zarr" / SCENES[0] / "scene.json").read_text())[
+        "prep_inputs"] == old
+    manifest["scenes"][SCENES[0]]["inputs_fingerprint"] = "0123456789abcdef"
+    (prep / "manifest.json").write_text(json.dumps(manifest))
+    result = _cache({**inputs, "prep": prep}, copy)
+    assert result.exit_code == 0, result.output
+    assert f"1 scenes cached, {len(SCENES) - 1} skipped" in result.output
+    record = json.loads((copy / "cache.zarr" / SCENES[0] / "scene.json").read_text())
+    assert record["prep_inputs"] == "0123456789abcdef"
 
 
 def test_verify_catches_corrupted_chunk(built, tmp_path):

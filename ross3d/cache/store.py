@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ross3d.prep.store import clean_stale, commit_dir, temp_path, write_json_atomic
+from ross3d.safe_names import child_path
 
 ZARR_DIR = "cache.zarr"
 SCENE_RECORD = "scene.json"
@@ -38,7 +39,8 @@ def array_checksum(a: np.ndarray) -> str:
 
 
 def scene_path(cache_dir: Path, scene_id: str) -> Path:
-    return Path(cache_dir) / ZARR_DIR / scene_id
+    """CACHE_DIR/cache.zarr/<scene_id> (the id must be a safe name, ross3d.safe_names)."""
+    return child_path(Path(cache_dir) / ZARR_DIR, scene_id)
 
 
 def open_scene(cache_dir: Path, scene_id: str):

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from ross3d.errors import InputError
 from ross3d.prep.geometry import frame_crop_points
 from ross3d.prep.membership import membership
+from ross3d.safe_names import child_path
 
 DEPTH_SHIFT = 1000.0  # ScanNet depth is stored in millimetres
 
@@ -47,10 +48,11 @@ class ProposalSource:
             raise InputError(self.prep_dir / "scenes.parquet", f"no scene {scene_id}")
         picks = sorted(_rows(self.prep_dir / "selections.parquet", scene_id), key=lambda r: r["rank"])
         picks = [r["frame_idx"] for r in picks if r["strategy"] == self.strategy]
-        frames = pq.read_table(self.prep_dir / "scenes" / scene_id / "frames.parquet", columns=["frame_idx", "pose"])
+        scene_dir = child_path(self.prep_dir / "scenes", scene_id)
+        frames = pq.read_table(scene_dir / "frames.parquet", columns=["frame_idx", "pose"])
         position = {int(f): k for k, f in enumerate(frames["frame_idx"].to_pylist())}
         poses = frames["pose"].to_pylist()
-        depth = zarr.open_group(str(self.prep_dir / "scenes" / scene_id / "arrays.zarr"), mode="r")["depth"]
+        depth = zarr.open_group(str(scene_dir / "arrays.zarr"), mode="r")["depth"]
         axis = np.asarray(scene["axis_align"], np.float64).reshape(4, 4)
         intrinsic = np.asarray(scene["intrinsic_depth"], np.float64).reshape(4, 4)
         points, valid = zip(*(frame_crop_points(depth[position[f]], intrinsic,

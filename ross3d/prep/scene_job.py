@@ -19,10 +19,12 @@ from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import Bev, render_bev, write_preview
 from ross3d.prep.frames import stream_kept_frames
+from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.membership import membership
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.sources import load_scene_inputs, open_frame_source, released_selections
 from ross3d.prep.store import RESULT_FILE, commit_dir, temp_path, to_jsonable, write_json_atomic
+from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import load_released_bev
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class SceneResult:
     bev_source: str = ""  # "rendered", "released" or "none"
     warnings: list[str] = field(default_factory=list)  # outputs missing for want of an input
     selection_agreement: dict | None = None  # --selection-file vs our max-coverage
+    inputs_fingerprint: str = ""  # ross3d.prep.input_fingerprint of the scene's files when its job started
 
     def to_record(self) -> dict:
         return to_jsonable(self.__dict__)
@@ -162,8 +165,8 @@ def _frame_geometry(positions, depth, kept, hdr, axis):
 def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
     """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the mesh, else none."""
     if options.sources.bev_images:
-        rgb, valid = load_released_bev(Path(options.sources.bev_images) / scene_id / "view_0.jpg", hdr.depth_size,
-                                       options.bev_size)
+        rgb, valid = load_released_bev(child_path(options.sources.bev_images, scene_id) / "view_0.jpg",
+                                       hdr.depth_size, options.bev_size)
         return Bev(rgb, valid, np.full(4, np.nan, np.float32)), "released"
     if inputs.mesh is None:
         return None, "none"
@@ -252,16 +255,19 @@ def failed_row(scene_id: str, error: str) -> dict:
 def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, options: PrepOptions) -> SceneResult:
     """Process one scene into PREP_DIR (committed atomically); failures come back as status "failed"."""
     prep_dir = Path(prep_dir)
-    final = prep_dir / "scenes" / scene_id
-    tmp = temp_path(final)
+    tmp = None
     timer = _Timer()
+    inputs = ""
     try:
+        final = child_path(prep_dir / "scenes", scene_id)
+        tmp = temp_path(final)
+        inputs = input_fingerprint(Path(scans_dir), scene_id, options.sources)
         result = _run(Path(scans_dir), scene_id, tmp, options, timer)
         start = time.perf_counter()
-        result.timings = timer.seconds
+        result.timings, result.inputs_fingerprint = timer.seconds, inputs
         write_json_atomic(tmp / RESULT_FILE, result.to_record())
         commit_dir(tmp, final)
-        preview = prep_dir / "previews" / f"{scene_id}_bev.png"
+        preview = child_path(prep_dir / "previews", f"{scene_id}_bev.png")
         preview.parent.mkdir(exist_ok=True)
         if (final / "bev.png").is_file():
             preview_tmp = temp_path(preview)
@@ -275,6 +281,7 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
         message = str(err) if isinstance(err, Ross3DError) else f"{type(err).__name__}: {err}"
         log.warning("%s failed: %s", scene_id, message)
         return SceneResult(scene_id, "failed", message, options.fingerprint(), failed_row(scene_id, message),
-                           timings=timer.seconds)
+                           timings=timer.seconds, inputs_fingerprint=inputs)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -114,7 +114,7 @@ def _gt_boxes(scans_dir: Path, scene_id: str, vertices: np.ndarray) -> list[list
     paths = scan_paths(scans_dir, scene_id)
     if not paths.aggregation.is_file():
         return None
-    objects = read_objects(paths.aggregation, paths.segs)
+    objects = read_objects(paths.aggregation, paths.segs, n_vertices=len(vertices))
     if [o.object_id for o in objects] != list(range(len(objects))) or any(
             len(o.vertex_indices) == 0 for o in objects):
         return None
