@@ -19,6 +19,12 @@ def scannet(
     num_frames: int = typer.Option(32, "--num-frames", help="Frames selected per strategy."),
     bev_size: int = typer.Option(432, "--bev-size", help="BEV side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of the max-coverage tie-break."),
+    exclude_zero_depth: bool = typer.Option(False, "--exclude-zero-depth", help="Drop zero-depth pixels from "
+                                            "coverage, token coordinates and object membership (the original "
+                                            "counts them as points at the camera centre)."),
+    max_coverage_order: str = typer.Option("frame", "--max-coverage-order", help="Order of the max-coverage "
+                                           "frames fed to the model: frame (by frame number, as the original's "
+                                           "loader) or greedy (pick order)."),
     workers: int = typer.Option(1, "--workers", help="Processes of the local pool."),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
@@ -53,6 +59,7 @@ def scannet(
         sources = SourceOptions(source, _text(posed_images), tuple(map(str, embodiedscan_infos or ())),
                                 _text(bev_images), _text(selection_file), _text(boxes_file))
         options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed,
+                              exclude_zero_depth=exclude_zero_depth, max_coverage_order=max_coverage_order,
                               sources=sources)
         with RichProgress() as progress:
             report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor,

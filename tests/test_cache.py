@@ -68,6 +68,8 @@ def test_contract_layout_and_copies(built):
         for strategy in STRATEGIES:
             frames = _selected(prep, scene_id, strategy)
             np.testing.assert_array_equal(group[f"{strategy}/frames/frame_idx"][...], frames)
+            if strategy == "max-coverage":  # the selected frames reach the cache in frame order (the default)
+                assert (np.diff(frames) > 0).all(), frames
             assert group[f"{strategy}/frames/vae_mean"].shape == (len(frames), 16, 27, 27)
             assert group[f"{strategy}/frames/vae_logvar"].dtype == np.float32
             assert group[f"{strategy}/frames/vision"].shape == (len(frames), 729, 32)

@@ -122,8 +122,8 @@ class Evaluator:
     def _grounding(self, rows: list, benchmark: str) -> list[dict]:
         samples = []
         for row in rows:
-            enc = self.encoder.encode([{"from": r, "value": t} for r, t in row.conversations],
-                                      self.options.spatial_instruction)
+            enc = self.encoder.encode_eval([{"from": r, "value": t} for r, t in row.conversations],
+                                           self.options.spatial_instruction)
             samples.append(TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
                                       np.asarray(enc.labels, np.int64), (), None))
         scene, source = self._candidates(rows[0].scene_id)

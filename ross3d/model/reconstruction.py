@@ -60,12 +60,13 @@ def bev_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffus
 @torch.no_grad()
 def sample_latents(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffusion, cond: torch.Tensor,
                    kind: str, steps: int = 50, sampler: str = "ddim",
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one reconstruction per condition row: cond (N, Q, d) -> (N, 4C, g, g) scaled latents."""
+                   generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
+    """Sample one reconstruction per condition row: cond (N, Q, d) -> (N, 4C, g, g) scaled latents (x0 clamped to
+    [-1, 1] at every step when `clip`, as the original)."""
     g = config.pool_grid if kind == "view" else config.bev_grid
     shape = (cond.shape[0], config.denoiser_channels, g, g)
     return diffusion.sample(lambda x, t: denoiser(x, t, cond.float(), kind), shape, steps, sampler, generator,
-                            cond.device)
+                            cond.device, clip)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Geometry of depth frames in the axis-aligned frame: per-pixel world coordinates, 0.1 m voxel ids for coverage,
+"""Geometry of depth frames in the axis-aligned frame: per-pixel world coordinates (zero-depth pixels at the camera
+centre, counted as the original does unless `--exclude-zero-depth`), 0.1 m voxel ids for coverage,
 the original's mapping to the 384x384 crop (nearest resize of the depth-size map to W'x384, centre crop), per-token
 mean coordinates over 27x27-pixel cells of the 378x378 region, and their int16 voxel indices."""
 
@@ -19,7 +20,7 @@ XYZ_MAX = np.array([15.0, 15.0, 5.0], np.float32)
 def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray, depth_shift: float = 1000.0
               ) -> np.ndarray:
     """(H, W, 3) float32 world points: z = d/shift, x = (u-cx) z/fx, y = (v-cy) z/fy, then the 4x4 pose.
-    Zero-depth pixels land on the camera centre (callers mask them with `depth > 0`)."""
+    Zero-depth pixels land on the camera centre (see `depth_validity`)."""
     h, w = depth.shape
     fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
     z = depth.astype(np.float32) / np.float32(depth_shift)
@@ -28,6 +29,12 @@ def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray
     cam = np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1)
     rot, trans = cam_to_world[:3, :3].astype(np.float32), cam_to_world[:3, 3].astype(np.float32)
     return cam @ rot.T + trans
+
+
+def depth_validity(depth: np.ndarray, exclude_zero_depth: bool) -> np.ndarray:
+    """Which pixels count as points: all of them, as the original (zero depth at the camera centre), or only those
+    with depth > 0 (`--exclude-zero-depth`)."""
+    return depth > 0 if exclude_zero_depth else np.ones(depth.shape, bool)
 
 
 def voxel_indices(points: np.ndarray) -> np.ndarray:
@@ -77,7 +84,7 @@ def crop_map(values: np.ndarray) -> np.ndarray:
 
 def cell_means(points: np.ndarray, valid: np.ndarray, grid: int, fallback: np.ndarray) -> np.ndarray:
     """(grid, grid, 3) means of the valid points of the 378x378 region's cells; a cell without any valid point
-    takes `fallback` (the camera centre, where the original's zero-depth pixels land)."""
+    (only with `--exclude-zero-depth`) takes `fallback` (the camera centre, where zero-depth pixels land)."""
     cell = REGION // grid
     pts = points[:REGION, :REGION].reshape(grid, cell, grid, cell, 3).astype(np.float64)
     w = valid[:REGION, :REGION].reshape(grid, cell, grid, cell, 1)
@@ -93,10 +100,11 @@ def discrete_voxels(coords: np.ndarray) -> np.ndarray:
     return np.round(clamped / np.float32(VOXEL_SIZE)).astype(np.int16)
 
 
-def frame_crop_points(depth: np.ndarray, intrinsic: np.ndarray, aligned_pose: np.ndarray, depth_shift: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """World points (384, 384, 3) f32 and their validity (depth > 0) on the 384 crop, as the original maps them."""
+def frame_crop_points(depth: np.ndarray, intrinsic: np.ndarray, aligned_pose: np.ndarray, depth_shift: float,
+                      exclude_zero_depth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """World points (384, 384, 3) f32 and their validity (`depth_validity`) on the 384 crop, as the original maps
+    them."""
     world = unproject(depth, intrinsic, aligned_pose, depth_shift)
-    stacked = np.concatenate([world, (depth > 0).astype(np.float32)[..., None]], axis=-1)
+    stacked = np.concatenate([world, depth_validity(depth, exclude_zero_depth).astype(np.float32)[..., None]], axis=-1)
     crop = crop_map(stacked)
     return crop[..., :3], crop[..., 3] > 0.5

@@ -1,6 +1,7 @@
 """Object membership of (frame, patch) pairs: a 14x14-pixel patch of the 27x27 SigLIP grid belongs to an object
 when at least half of its 196 pixels (98, as `int(14*14*0.5)` in the original) have a valid world point inside the
-object's axis-aligned box (all three coordinates within [min, max]); pixels without depth count as outside."""
+object's axis-aligned box (all three coordinates within [min, max]). Zero-depth pixels are points at the camera
+centre, as the original counts them; with `--exclude-zero-depth` (their validity is False) they count as outside."""
 
 from __future__ import annotations
 

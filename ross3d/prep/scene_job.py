@@ -76,14 +76,14 @@ def _zarr_codec():
     return ZstdCodec(level=3)
 
 
-def _stream(source, store, tmp, axis, mesh_voxels, stride, timer):
+def _stream(source, store, tmp, axis, mesh_voxels, options, timer):
     """Read the frame source once: depth into the zarr, rows into frames.parquet, coverage voxel ids per valid
     frame (None without a mesh)."""
     voxel_sets: dict[int, np.ndarray] | None = None if mesh_voxels is None else {}
     hdr = source.header
     with timer.stage("sens_read"):
         dw, dh = hdr.depth_size
-        depth = store.create_array("depth", shape=(source.n_kept(stride), dh, dw), dtype="uint16",
+        depth = store.create_array("depth", shape=(source.n_kept(options.frame_stride), dh, dw), dtype="uint16",
                                    chunks=(1, dh, dw), compressors=_zarr_codec())
         k_depth = hdr.intrinsic_depth.astype(np.float64)
 
@@ -92,11 +92,11 @@ def _stream(source, store, tmp, axis, mesh_voxels, stride, timer):
                 return
             start = time.perf_counter()
             world = geometry.unproject(frame.depth, k_depth, axis @ frame.pose.astype(np.float64), hdr.depth_shift)
-            voxel_sets[k] = mesh_voxels.ids(world[frame.depth > 0])
+            voxel_sets[k] = mesh_voxels.ids(world[geometry.depth_validity(frame.depth, options.exclude_zero_depth)])
             timer.seconds["selection"] += time.perf_counter() - start
             timer.seconds["sens_read"] -= time.perf_counter() - start
 
-        kept = stream_kept_frames(source, stride, depth, tmp / "frames.parquet", visit)
+        kept = stream_kept_frames(source, options.frame_stride, depth, tmp / "frames.parquet", visit)
     return depth, kept, voxel_sets
 
 
@@ -119,11 +119,8 @@ def _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options):
     positions = np.asarray([where[f] for f in frames], np.int64)
     gains = (selection.gains_in_order(voxel_sets, positions, n_voxels) if voxel_sets is not None
              else np.asarray(file_gains, np.int64))
-    extra = options.num_frames - len(positions)
-    if extra > 0 and len(positions):
-        positions = np.concatenate([positions, np.resize(positions, extra)])
-        gains = np.concatenate([gains, np.zeros(extra, np.int64)])
-    return positions, gains
+    padded = selection.pad_by_repeating(positions, gains, options.num_frames)
+    return padded.picks, padded.gains
 
 
 def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
@@ -137,8 +134,11 @@ def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
         chosen["uniform"] = (picks, np.zeros(len(picks), np.int64))
     else:
         sets = [voxel_sets[int(k)] for k in candidates]
+        greedy = selection.max_coverage(sets, n_voxels, options.num_frames, options.seed)
+        if options.max_coverage_order == "frame":  # candidates are in frame order
+            greedy = selection.in_frame_order(greedy, sets, n_voxels, options.num_frames)
         for name, sel in (("uniform", selection.uniform(sets, n_voxels, options.num_frames)),
-                          ("max-coverage", selection.max_coverage(sets, n_voxels, options.num_frames, options.seed))):
+                          ("max-coverage", greedy)):
             chosen[name] = (candidates[sel.picks], sel.gains)
     if options.sources.selection_file:
         theirs = _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options)
@@ -151,13 +151,13 @@ def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
     return chosen, agreement
 
 
-def _frame_geometry(positions, depth, kept, hdr, axis):
+def _frame_geometry(positions, depth, kept, hdr, axis, exclude_zero_depth):
     """Crop points, validity and camera centres of the distinct kept positions."""
     out = {}
     k_depth = hdr.intrinsic_depth.astype(np.float64)
     for k in np.unique(positions):
         pose = axis @ kept.poses[k].astype(np.float64)
-        pts, ok = geometry.frame_crop_points(depth[int(k)], k_depth, pose, hdr.depth_shift)
+        pts, ok = geometry.frame_crop_points(depth[int(k)], k_depth, pose, hdr.depth_shift, exclude_zero_depth)
         out[int(k)] = (pts, ok, pose[:3, 3])
     return out
 
@@ -204,13 +204,13 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
     tmp.mkdir(parents=True)
     store = zarr.open_group(tmp / "arrays.zarr", mode="w")
     with open_frame_source(scans_dir, scene_id, options.sources) as source:
-        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options.frame_stride, timer)
+        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options, timer)
         hdr, source_path = source.header, source.path
     with timer.stage("selection"):
         selected, agreement = _select(scene_id, kept, voxel_sets, n_voxels, options, source_path)
     with timer.stage("geometry"):
         distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
-        geo = _frame_geometry(distinct, depth, kept, hdr, inputs.axis)
+        geo = _frame_geometry(distinct, depth, kept, hdr, inputs.axis, options.exclude_zero_depth)
     with timer.stage("objects"):
         arrays = _arrays(selected, geo, distinct, inputs.objects)
     with timer.stage("bev"):

@@ -87,7 +87,7 @@ def _export_frames(sens_path: Path, scene_dir: Path, stride: int, axis: np.ndarr
             if frame.valid:
                 world = geometry.unproject(frame.depth, hdr.intrinsic_depth.astype(np.float64),
                                            axis @ frame.pose.astype(np.float64), hdr.depth_shift)
-                voxels[frame.index] = mesh_voxels.ids(world[frame.depth > 0])
+                voxels[frame.index] = mesh_voxels.ids(world.reshape(-1, 3))  # zero depth included, as the original
     return hdr, images, voxels
 
 

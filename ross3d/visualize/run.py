@@ -96,9 +96,10 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
                          sample_id: str | None = None, out_png: str | Path | None = None,
                          vae_dir: str | Path | None = None, mask_views: list[int] | None = None, steps: int = 50,
                          sampler: str = "ddim", seed: int = 0, strategy: str = "uniform",
-                         spatial_instruction: bool = False, device: str | None = None) -> dict:
-    """Reconstruct one sample of a model folder; write the picture when out_png is given. Returns the report:
-    scene, sample, step, masked views, settings, per-reconstruction metrics and the picture's path."""
+                         spatial_instruction: bool = False, device: str | None = None, clip: bool = True) -> dict:
+    """Reconstruct one sample of a model folder; write the picture when out_png is given (`clip=False`: sample
+    without the original's x0 clamping). Returns the report: scene, sample, step, masked views, settings,
+    per-reconstruction metrics and the picture's path."""
     from transformers import PreTrainedTokenizerFast
 
     from ross3d.cache.encoders import resolve_device
@@ -124,11 +125,11 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     batch = move(sample_batch(row, samples_path, cache_dir, strategy, tokenizer, model.config.image_token_id,
                               spatial_instruction), dev)
     view_mask = view_mask_for(model.config, mask_views, seed, dev)
-    recs = reconstruct(model, batch, view_mask, steps, sampler, seed)
+    recs = reconstruct(model, batch, view_mask, steps, sampler, seed, clip)
     step = checkpoint_step(checkpoint)
     report = {"scene_id": row.scene_id, "sample_id": row.sample_id, "step": step,
               "masked_views": view_mask[0].nonzero().flatten().tolist(), "steps": steps, "sampler": sampler,
-              "seed": seed, "reconstructions": metrics_table(recs), "picture": None}
+              "clip": clip, "seed": seed, "reconstructions": metrics_table(recs), "picture": None}
     if out_png is not None:
         vae = load_vae(vae_dir, dev)
         report["picture"] = str(render(model.config, recs, vae, out_png, title_of(row.scene_id, row.sample_id, step)))
