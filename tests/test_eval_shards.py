@@ -168,3 +168,19 @@ def test_batches_are_length_sorted_per_scene_and_answers_keep_the_sample_order(e
                    if plan.rows[p].scene_id == scene]
         assert lengths == sorted(lengths)
     assert [line["sample_id"] for line in evaluator.answers("scanqa")] == [row.sample_id for row in plan.rows]
+
+
+def test_settings_tell_a_checkpoint_retrained_in_place_from_the_old_one(tmp_path):
+    from ross3d.eval.run import run_settings
+    from ross3d.eval.runner import EvalOptions
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"old weights")
+    before = run_settings(tmp_path, EvalOptions(device="cpu"))
+    assert before == run_settings(tmp_path, EvalOptions(device="cuda"))  # the device is not a setting
+    weights.write_bytes(b"new weights, longer")
+    after = run_settings(tmp_path, EvalOptions(device="cpu"))
+    assert after["checkpoint"] == before["checkpoint"] == str(tmp_path.resolve())
+    assert after["checkpoint_files"]["model.safetensors"][0] == len(b"new weights, longer") != \
+        before["checkpoint_files"]["model.safetensors"][0]
+    assert run_settings(tmp_path, EvalOptions(max_new_tokens=7))["max_new_tokens"] == 7

@@ -34,10 +34,13 @@ class EvalResult:
 
 
 def run_settings(checkpoint: str | Path, options: EvalOptions) -> dict:
-    """What the answers depend on (every option but the device), recorded beside them so that a resume with other
-    settings is refused."""
+    """What the answers depend on, recorded beside them so that a resume with other settings is refused: the
+    checkpoint (its path, and size and modification time of each file, so a model retrained in place counts as
+    another) and every option but the device."""
+    checkpoint = Path(checkpoint).resolve()
+    files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(checkpoint.iterdir()) if p.is_file()}
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k != "device"}
-    return {"checkpoint": str(Path(checkpoint).resolve()), **settings}
+    return {"checkpoint": str(checkpoint), "checkpoint_files": files, **settings}
 
 
 def evaluate(checkpoint: str | Path, cache: str | Path, samples: str | Path, out: str | Path,
