@@ -50,8 +50,11 @@ class Plan:
     rows: list
     encoded: list[TextSample]
     batches: list[list[int]]
+
+
 class Evaluator:
-    """A loaded checkpoint plus the scene cache; `answers(benchmark)` returns answer lines."""
+    """A loaded checkpoint plus the scene cache: `plan` and `answer` a batch (ross3d.eval.shards), or all
+    `answers(benchmark)` in one process."""
 
     def __init__(self, checkpoint: str | Path, cache_dir: str | Path, prep_dir: str | Path, options: EvalOptions):
         from transformers import PreTrainedTokenizerFast
