@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ross3d.cache.distributed import barrier, rank, world_size
 from ross3d.errors import InputError
+from ross3d.eval.scoring import write_answers
 from ross3d.progress import NullProgress, Progress
 
 ANSWERS = "answers.jsonl"
@@ -124,7 +125,7 @@ class AnswerStore:
                                           f"(first: {missing[0]}); rerun to answer them")
         lines = [answered[s] for s in sample_ids]
         tmp = self.answers_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        write_answers(tmp, lines)
         os.replace(tmp, self.answers_path)
         shutil.rmtree(self.folder / PARTS, ignore_errors=True)
         return lines
