@@ -43,7 +43,7 @@ demo: setup
 
 eval: setup
 	$(VENV)/bin/ross3d eval run --benchmark all --checkpoint $(MODEL) --cache $(DEMO_DIR)/cache \
-	    --samples $(DEMO_DIR)/prep/samples.parquet --out $(DEMO_DIR)/results
+	    --samples $(DEMO_DIR)/prep/samples.parquet --out $(DEMO_DIR)/results --restart
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

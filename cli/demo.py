@@ -44,7 +44,7 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
                        "--scene", "scene0000_00", "--vae", str(enc / "tiny-vae"), "--steps", "20",
                        "--out", str(out / "reconstruction_scene0000_00.png")]),
         ("eval", ["eval", "run", "--benchmark", "all", "--checkpoint", str(final), "--cache", str(cache),
-                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results")]),
+                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results"), "--restart"]),
     ]
 
 

@@ -4,12 +4,12 @@ original release's), registered into the `eval` group."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from ross3d_cli.choices import Benchmark, Strategy
 from ross3d_cli.eval import eval_app
-
-ALL = "all"
 
 
 def _print_table(results: dict[str, dict], baselines: dict[str, dict] | None = None) -> None:
@@ -46,52 +46,57 @@ def _print_metrics(benchmark: str, metrics: dict) -> None:
 
 
 def eval_run(
-    benchmark: str = typer.Option(ALL, help="scanqa, sqa3d, scan2cap, scanrefer, multi3drefer or all."),
+    benchmark: List[Benchmark] = typer.Option([Benchmark.all], help="A benchmark or all (repeatable)."),
     checkpoint: Path = typer.Option(..., help="A ross3d model folder (train export or convert-checkpoint)."),
     cache: Path = typer.Option(..., help="CACHE_DIR with the scenes' cached tensors."),
     samples: Path = typer.Option(..., help="PREP_DIR/samples.parquet (objects.parquet and proposals.parquet beside)."),
-    out: Path = typer.Option(..., help="RESULTS_DIR: <benchmark>/answers.jsonl, METRICS.json, METRICS.csv."),
+    out: Path = typer.Option(..., help="RESULTS_DIR: <benchmark>/answers.jsonl, METRICS.json, METRICS.csv (a folder "
+                                       "every rank sees)."),
     split: str = typer.Option(None, help="Default: val (test for SQA3D)."),
-    strategy: str = typer.Option("uniform", help="Frame selection the model was trained with."),
-    batch_size: int = typer.Option(8, help="Samples per forward (same scene)."),
+    strategy: Strategy = typer.Option(Strategy.uniform, help="Frame selection the model was trained with."),
+    batch_size: int = typer.Option(8, help="Samples per forward (same scene, similar prompt lengths)."),
     max_new_tokens: int = typer.Option(32, help="Generation length limit for text tasks."),
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK "
+                                                    "under torchrun)."),
     spatial_instruction: bool = typer.Option(None, "--spatial-instruction/--no-spatial-instruction",
                                              help="Default: as the checkpoint was trained (the original's eval "
                                                   "omits it; --no-spatial-instruction reproduces that)."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
     baseline: bool = typer.Option(True, help="Also score the trivial baseline (most frequent answer, random "
                                              "proposal) on the same samples -> BASELINE.json."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the answers of an earlier, interrupted run "
+                                                          "(by default a rerun answers only what is missing)."),
 ) -> None:
-    """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format)."""
-    from ross3d.errors import ConfigError
-    from ross3d.eval.baselines import baseline_metrics
-    from ross3d.eval.runner import EvalOptions, Evaluator
-    from ross3d.eval.scoring import BENCHMARKS, references_from_samples, score, write_answers, write_metrics
+    """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format).
+    Under torchrun or deepspeed the samples are shared out over the ranks; a rerun resumes."""
+    import contextlib
+
+    from ross3d.cache.distributed import rank
+    from ross3d.eval.run import evaluate
+    from ross3d.eval.runner import EvalOptions
+    from ross3d.eval.scoring import BENCHMARKS
+    from ross3d.progress import NullProgress
     from ross3d_cli.console import RichProgress, console, user_errors
 
-    benchmarks = list(BENCHMARKS) if benchmark == ALL else benchmark.split(",")
-    results, baselines = {}, {}
+    chosen = [b.value for b in benchmark]
+    benchmarks = list(BENCHMARKS) if Benchmark.all.value in chosen else list(dict.fromkeys(chosen))
     with user_errors():
-        unknown = [b for b in benchmarks if b not in BENCHMARKS]  # names become folders under --out
-        if unknown:
-            raise ConfigError(f"--benchmark must be {ALL} or a comma-separated list of {', '.join(BENCHMARKS)}; "
-                              f"got {unknown[0]!r}")
-        options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
-                              split=split, device=device, spatial_instruction=spatial_instruction)
-        evaluator = Evaluator(checkpoint, cache, samples.parent, options)
-        for bench in benchmarks:
-            with RichProgress() as progress:
-                lines = evaluator.answers(bench, progress)
-            write_answers(out / bench / "answers.jsonl", lines)
-            results[bench] = score(bench, lines, references_from_samples(samples, bench), scan2cap_unmatched)
-            write_metrics(results[bench], out / bench / "METRICS.json")
-            if baseline:
-                baselines[bench] = baseline_metrics(samples.parent, bench, limit=limit)
-                write_metrics(baselines[bench], out / bench / "BASELINE.json")
-    _print_table(results, baselines)
-    console.print(f"answers and every metric in {out}/<benchmark>/ (answers.jsonl, METRICS.json, BASELINE.json)")
+        options = EvalOptions(strategy=strategy.value, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              limit=limit, split=split, device=device, spatial_instruction=spatial_instruction)
+        with RichProgress() if rank() == 0 else contextlib.nullcontext(NullProgress()) as progress:
+            result = evaluate(checkpoint, cache, samples, out, benchmarks, options, restart=restart,
+                              scan2cap_unmatched=scan2cap_unmatched, baseline=baseline, progress=progress)
+    if result is None:
+        return
+    for bench, done in result.progress.items():
+        if done.resumed:
+            console.print(f"{bench}: {done.resumed} answers resumed from an earlier run, {done.answered} answered now",
+                          highlight=False)
+    _print_table(result.metrics, result.baselines)
+    console.print(f"{sum(p.answered for p in result.progress.values())} samples answered in {result.seconds:.1f} s "
+                  f"({result.samples_per_s:.2f} samples/s); answers and every metric in {out}/<benchmark>/ "
+                  "(answers.jsonl, METRICS.json, BASELINE.json)", highlight=False)
 
 
 def eval_score(

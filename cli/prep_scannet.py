@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ross3d_cli.choices import Executor
 from ross3d_cli.prep import prep_app
 
 
@@ -26,7 +27,7 @@ def scannet(
                                            "frames fed to the model: frame (by frame number, as the original's "
                                            "loader) or greedy (pick order)."),
     workers: int = typer.Option(1, "--workers", help="Processes of the local pool."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: Executor = typer.Option(Executor.local, "--executor", help="local process pool or a Ray cluster."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same options."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Exit 0 even when some scenes failed."),
@@ -62,7 +63,7 @@ def scannet(
                               exclude_zero_depth=exclude_zero_depth, max_coverage_order=max_coverage_order,
                               sources=sources)
         with RichProgress() as progress:
-            report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor,
+            report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor.value,
                                   ray_address=ray_address, resume=resume, progress=progress)
     console.print(f"{len(report.ok)} scenes prepared, {len(report.skipped)} skipped (already done), "
                   f"{len(report.failed)} failed; {report.frames:,} frames in {report.seconds:.1f} s", highlight=False)

@@ -30,11 +30,14 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR's latest checkpoint."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="key=value override (repeatable), "
                                                   "e.g. --set optim.lr=0.0001 --set data.num_workers=0."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (every key; "
+                                      "`# default:` where a value differs) as YAML and exit."),
 ) -> None:
     """Train Ross3D with DeepSpeed on cached tensors; writes log.jsonl, checkpoints/ and checkpoints/final."""
     import os
 
-    from ross3d.train.config import load_train_config
+    from ross3d.config_tree import annotated_yaml
+    from ross3d.train.config import TrainConfig, load_train_config
     from ross3d.train.loop import train as run
     from ross3d_cli.console import console, user_errors
 
@@ -46,6 +49,9 @@ def train(
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
         cfg = load_train_config(config, extra)
+        if print_config:
+            typer.echo(annotated_yaml(cfg, TrainConfig()))
+            return
         result = run(cfg, resume=resume, on_record=_console_line if main else None)
     if main:
         losses = "" if result.first_loss is None else f"; loss {result.first_loss:.4f} -> {result.last_loss:.4f}"

@@ -143,3 +143,23 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] = ()
 def to_dict(config: Any) -> dict[str, Any]:
     """The resolved config as plain data (for the run directory and checkpoints)."""
     return dataclasses.asdict(config)
+
+
+def _flow(value: Any) -> str:
+    """One value as inline YAML."""
+    import yaml
+
+    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False).strip()[1:-1]
+
+
+def annotated_yaml(config: Any, defaults: Any, indent: int = 0) -> str:
+    """The config as YAML with every key; a value other than its default is followed by `# default: ...`."""
+    lines = []
+    for f in dataclasses.fields(config):
+        value, default = getattr(config, f.name), getattr(defaults, f.name)
+        head = f"{'  ' * indent}{f.name}:"
+        if dataclasses.is_dataclass(value):
+            lines += [head, annotated_yaml(value, default, indent + 1)]
+        else:
+            lines.append(f"{head} {_flow(value)}" + ("" if value == default else f"  # default: {_flow(default)}"))
+    return "\n".join(lines)

@@ -162,6 +162,7 @@ def test_verify_catches_corrupted_chunk(built, tmp_path):
     inputs, cache = built
     ok = runner.invoke(app, ["verify", str(cache)])
     assert ok.exit_code == 0 and "2 scenes" in ok.output and "0 problems" in ok.output
+    assert "verifying" in ok.output and "2/2" in ok.output  # the progress bar, at its end
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
     shard = next(p for p in (copy / "cache.zarr" / SCENES[0] / "uniform/frames/vae_mean/c").rglob("*") if p.is_file())

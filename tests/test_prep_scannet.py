@@ -211,7 +211,8 @@ def test_cli_exit_codes(prepared):
     assert failed.exit_code == 1 and BAD in failed.output
     assert runner.invoke(app, args + ["--scenes", BAD, "--keep-going"]).exit_code == 0
     bad_option = runner.invoke(app, args + ["--executor", "spark"])
-    assert bad_option.exit_code == 1 and "--executor must be one of local, ray" in bad_option.output
+    assert bad_option.exit_code == 2 and "Invalid value for '--executor'" in bad_option.output
+    assert "'spark' is not one of 'local', 'ray'" in bad_option.output
     missing = runner.invoke(app, ["prep", "scannet", str(scans / "nope"), str(prep)])
     assert missing.exit_code == 1 and "scans folder not found" in missing.output
     assert (prep / "manifest.json").is_file()  # a refused run leaves the previous result alone

@@ -137,7 +137,7 @@ def test_eval_benchmark_name_cannot_leave_out(tmp_path):
     result = CliRunner().invoke(app, ["eval", "run", "--benchmark", "../../x", "--checkpoint", str(tmp_path),
                                       "--cache", str(tmp_path), "--samples", str(tmp_path / "s.parquet"),
                                       "--out", str(out)])
-    assert result.exit_code == 1
-    assert _line(result.output) == ("error: --benchmark must be all or a comma-separated list of scanqa, sqa3d, "
-                                    "scan2cap, scanrefer, multi3drefer; got '../../x'")
+    assert result.exit_code == 2  # a usage error: --benchmark is a choice
+    assert _line(result.output) == ("error: ross3d eval run: Invalid value for '--benchmark': Value error, '../../x' "
+                                    "is not one of 'all', 'scanqa', 'sqa3d', 'scan2cap', 'scanrefer', 'multi3drefer'.")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
