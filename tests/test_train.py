@@ -312,3 +312,18 @@ def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeyp
         reads = len(log.read_text().split())
         assert reads == _scene_switches(plan, SCENE_IDS, world, micro, 2)  # workers take micro-batches in turn
         assert reads == 24 if scene_order else reads > 36  # 24 runs: each (task group, scene) is one run of 2
+
+
+def test_scene_local_resume_continues_the_loss_trajectory_exactly(inputs, tmp_path):
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "data.order=scene_local", "data.run_length=2", "data.scene_buffer=2", "tensorboard=false"))
+    train(config)
+    before = read_log(tmp_path / "log.jsonl")
+    (tmp_path / "checkpoints" / "latest_step").write_text("step_2")
+    train(config, resume=True)
+    after = read_log(tmp_path / "log.jsonl")
+    assert [r["step"] for r in after] == [1, 2, 3, 4]
+    for a, b in zip(before, after):
+        for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "grad_norm", "task"):
+            assert a[key] == b[key], (a["step"], key)
+    assert all(r["task"] in ("scanqa", "scan2cap", "scanrefer") for r in after)  # one task group per step
