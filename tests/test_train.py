@@ -226,6 +226,10 @@ def test_bad_config_values_name_the_key():
         load_train_config(ROOT / "configs/tiny.yaml", ["data.tasks=[scanqa, nope]"])
     with pytest.raises(ConfigError, match="zero_stage"):
         load_train_config(ROOT / "configs/tiny.yaml", ["zero_stage=1"])
+    with pytest.raises(ConfigError, match="data.run_length"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=scene_local", "data.run_length=0"])
+    with pytest.raises(ConfigError, match="data.order"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=by_scene"])
     seven = load_train_config(ROOT / "configs/ross3d_7b.yaml")
     assert (seven.micro_batch, seven.grad_accum, seven.zero_stage, seven.precision) == (1, 32, 3, "bf16")
     assert seven.optim.lr == 1e-5 and seven.optim.warmup_ratio == 0.03 and seven.epochs == 1
