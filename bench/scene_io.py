@@ -1,12 +1,12 @@
 """I/O of the trainer's two data orders (`data.order: random | scene_local`), used by `bench/train_data.py --io`.
 
 Two parts. (1) Measured: the real loader (`MicroBatchDataset`, DataLoader workers, the per-worker scene cache) over
-a cache at the contract's sizes, with samples scaled to the real mix's samples per scene (model-reference 7.1:
-223,128 samples over about 1,200 training scenes, the five tasks in their proportions). The cache holds two
+a cache at the contract's sizes, with samples scaled to the real mix's samples per scene (the original's training
+mix: 223,128 samples over about 1,200 training scenes, the five tasks in their proportions; docs/scene-local.md). The cache holds two
 scenes; logical scene k reads physical scene k mod 2 through a wrapped CacheReader that logs every read and its
 bytes and, for the cold runs, first drops that scene's files from the page cache (posix_fadvise DONTNEED per file;
 writing /proc/sys/vm/drop_caches would drop every user's page cache on a shared machine), so every scene-cache miss
-reads from disk. (2) Computed at real size: the epoch plans replayed through a per-worker LRU scene cache, with
+reads from the disk. (2) Computed at real size: the epoch plans replayed through a per-worker LRU scene cache, with
 micro-batches handed to workers in turn (the rule the measured part and tests/test_train.py check).
 """
 

@@ -20,7 +20,7 @@ scenes and computed at real size (bench/scene_io.py).
 
     .venv/bin/python bench/train_data.py [--samples-original 6] [--samples-cached 40]
     python bench/train_data.py --data-wait --prep PREP_DIR [--steps 12]
-    .venv/bin/python bench/train_data.py --io [--io-scenes 8] [--io-cold-samples 160] [--run-length 8] [--buffer 2]
+    .venv/bin/python bench/train_data.py --io [--io-scenes 6] [--io-cold-samples 96] [--run-length 8] [--buffer 2]
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--workers", type=int, default=8, help="loader workers for --data-wait")
     ap.add_argument("--io", action="store_true", help="reads, bytes and hit rate per epoch of both data orders")
-    ap.add_argument("--io-scenes", type=int, default=8)
-    ap.add_argument("--io-cold-samples", type=int, default=160)
+    ap.add_argument("--io-scenes", type=int, default=6)
+    ap.add_argument("--io-cold-samples", type=int, default=96)
     ap.add_argument("--run-length", type=int, default=8)
     ap.add_argument("--buffer", type=int, default=2)
     args = ap.parse_args(argv)
