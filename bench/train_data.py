@@ -14,8 +14,13 @@ With `--data-wait` (on a GPU machine) it instead trains a mid-size Ross3D (Qwen2
 `ross3d.train` on a cache of the same scenes built there, and prints the fraction of step time spent waiting for data.
 `--prep DIR` reuses a PREP_DIR with samples.parquet (for a machine without the scan-building stack).
 
+With `--io` it prints the I/O of the two data orders (`data.order: random | scene_local`): scene reads, bytes and
+scene-cache hit rate per epoch and samples/s with every read from disk, measured on the mix scaled down to a few
+scenes and computed at real size (bench/scene_io.py).
+
     .venv/bin/python bench/train_data.py [--samples-original 6] [--samples-cached 40]
     python bench/train_data.py --data-wait --prep PREP_DIR [--steps 12]
+    .venv/bin/python bench/train_data.py --io [--io-scenes 6] [--io-cold-samples 96] [--run-length 8] [--buffer 2]
 """
 
 from __future__ import annotations
@@ -143,7 +148,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prep", type=Path, help="PREP_DIR to reuse for --data-wait")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--workers", type=int, default=8, help="loader workers for --data-wait")
+    ap.add_argument("--io", action="store_true", help="reads, bytes and hit rate per epoch of both data orders")
+    ap.add_argument("--io-scenes", type=int, default=6)
+    ap.add_argument("--io-cold-samples", type=int, default=96)
+    ap.add_argument("--run-length", type=int, default=8)
+    ap.add_argument("--buffer", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.io:
+        from scene_io import report
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report(Path(tmp), args.io_scenes, args.io_cold_samples, args.run_length, args.buffer)
+        return
     if args.data_wait:
         with tempfile.TemporaryDirectory() as tmp:
             prep = args.prep or build_train_inputs_prep(Path(tmp))

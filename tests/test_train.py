@@ -226,6 +226,10 @@ def test_bad_config_values_name_the_key():
         load_train_config(ROOT / "configs/tiny.yaml", ["data.tasks=[scanqa, nope]"])
     with pytest.raises(ConfigError, match="zero_stage"):
         load_train_config(ROOT / "configs/tiny.yaml", ["zero_stage=1"])
+    with pytest.raises(ConfigError, match="data.run_length"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=scene_local", "data.run_length=0"])
+    with pytest.raises(ConfigError, match="data.order"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=by_scene"])
     seven = load_train_config(ROOT / "configs/ross3d_7b.yaml")
     assert (seven.micro_batch, seven.grad_accum, seven.zero_stage, seven.precision) == (1, 32, 3, "bf16")
     assert seven.optim.lr == 1e-5 and seven.optim.warmup_ratio == 0.03 and seven.epochs == 1
@@ -276,3 +280,54 @@ def test_model_init_trains_the_same_under_zero3_and_zero2(from_init):
         assert a["task"] == b["task"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeypatch):
+    """Real DataLoader workers over the real cache, the reader wrapped to log each scene block it reads: under
+    scene_local every run of the plan is one read in one worker; the random order reads about once per sample."""
+    from ross3d.cache import reader as reader_module
+    from ross3d.train.data import MicroBatchDataset, TextSample, micro_batch_order, micro_batches
+    from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
+    from test_sampler import SCENE_IDS, SCENE_TASKS, _scene_switches
+
+    log = tmp_path / "reads.txt"
+
+    class LoggingReader(reader_module.CacheReader):
+        def load_scene(self, scene_id, strategy, bf16_bits=False):
+            with log.open("a") as f:  # appended from each forked worker
+                f.write(scene_id + "\n")
+            # 24 scene ids over the two cached scenes: every read is a real scene block
+            return super().load_scene(SCENES[int(scene_id[1:]) % 2], strategy, bf16_bits)
+
+    monkeypatch.setattr(reader_module, "CacheReader", LoggingReader)
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "data.num_workers=2",
+                                                                      "data.scene_cache=1"))
+    text = np.arange(4, dtype=np.int64)
+    samples = [TextSample(t, s, text, text, (), None) for t, s in zip(SCENE_TASKS, SCENE_IDS)]
+    world, micro = 2, 1  # 2 ranks x 2 workers x 2 micro-batches: each worker reads 2 samples of a step
+    lanes = Lanes(world, micro, config.data.num_workers)
+    for scene_order in (SceneOrder(SCENE_IDS, run_length=2, buffer=3, lanes=lanes), None):
+        log.write_text("")
+        plan = plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=5, epoch=2, scene_order=scene_order)
+        for rank in range(world):  # each rank's loader, as its process would run it
+            dataset = MicroBatchDataset(samples, config.data, pad_id=0)
+            assert sum(1 for _ in micro_batches(dataset, micro_batch_order(plan, rank, world, micro), config.data,
+                                                on_gpu=False)) == 8 // world * len(plan) // micro
+        reads = len(log.read_text().split())
+        assert reads == _scene_switches(plan, SCENE_IDS, world, micro, 2)  # workers take micro-batches in turn
+        assert reads == 24 if scene_order else reads > 36  # 24 runs: each (task group, scene) is one run of 2
+
+
+def test_scene_local_resume_continues_the_loss_trajectory_exactly(inputs, tmp_path):
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "data.order=scene_local", "data.run_length=2", "data.scene_buffer=2", "tensorboard=false"))
+    train(config)
+    before = read_log(tmp_path / "log.jsonl")
+    (tmp_path / "checkpoints" / "latest_step").write_text("step_2")
+    train(config, resume=True)
+    after = read_log(tmp_path / "log.jsonl")
+    assert [r["step"] for r in after] == [1, 2, 3, 4]
+    for a, b in zip(before, after):
+        for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "grad_norm", "task"):
+            assert a[key] == b[key], (a["step"], key)
+    assert all(r["task"] in ("scanqa", "scan2cap", "scanrefer") for r in after)  # one task group per step

@@ -61,7 +61,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
                                    remaining_steps)
     from ross3d.train.engine import build_engine
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
-    from ross3d.train.sampler import plan_epoch
+    from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
     # ---- setup: run dir, model, data
     out = Path(config.output_dir)
@@ -73,9 +73,12 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size
+    scene_order = None if config.data.order != "scene_local" else SceneOrder(
+        [s.scene_id for s in samples], config.data.run_length, config.data.scene_buffer,
+        Lanes(dist.world_size, config.micro_batch, config.data.num_workers))
 
     def plan(epoch: int) -> np.ndarray:
-        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping)
+        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping, scene_order)
 
     steps_per_epoch = len(plan(0))
     if steps_per_epoch == 0:
