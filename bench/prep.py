@@ -108,7 +108,7 @@ def ours_sens_stage(sens: Path, out: Path) -> int:
         group = zarr.open_group(out / "arrays.zarr", mode="w")
         depth = group.create_array("depth", shape=(n_kept(reader.header.num_frames, STRIDE), dh, dw),
                                    dtype="uint16", chunks=(1, dh, dw), compressors=_zarr_codec())
-        stream_kept_frames(reader, STRIDE, depth, out / "frames.parquet", lambda k, f: None)
+        stream_kept_frames(reader, STRIDE, depth, out / "frames.parquet", lambda positions, frames: None)
         return reader.header.num_frames
 
 

@@ -12,13 +12,33 @@ PATCH_PIXELS = REGION // PATCH_GRID  # 14
 MIN_INSIDE = int(PATCH_PIXELS * PATCH_PIXELS * 0.5)
 
 
-def _patches(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(V*729, 196, 3) pixel points and (V*729, 196) validity, patch-major over the 378x378 region."""
-    v = points.shape[0]
-    grid = (v, PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS)
-    pts = points[:, :REGION, :REGION].reshape(*grid, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, PATCH_PIXELS ** 2, 3)
-    ok = valid[:, :REGION, :REGION].reshape(grid).transpose(0, 1, 3, 2, 4).reshape(-1, PATCH_PIXELS ** 2)
-    return pts, ok
+def _patch_bounds(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per patch (V*729, patch-major): valid pixel count, and min and max (3,) of its valid points (+inf and -inf
+    without any), computed one coordinate at a time on contiguous planes."""
+    n_views = points.shape[0]
+    ok = valid[:, :REGION, :REGION]
+    grid = (n_views, PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS)
+    n_ok = ok.reshape(grid).sum(axis=(2, 4)).reshape(-1)
+    lo = np.empty((n_views * PATCH_GRID * PATCH_GRID, 3), np.float32)
+    hi = np.empty_like(lo)
+    for c in range(3):
+        plane = points[:, :REGION, :REGION, c]
+        lo[:, c] = np.where(ok, plane, np.float32(np.inf)).reshape(grid).min(axis=(2, 4)).reshape(-1)
+        hi[:, c] = np.where(ok, plane, np.float32(-np.inf)).reshape(grid).max(axis=(2, 4)).reshape(-1)
+    return n_ok, lo, hi
+
+
+def _count_inside(points: np.ndarray, valid: np.ndarray, patches: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                  ) -> np.ndarray:
+    """Valid pixels inside [lo, hi] of each of the given patches (flat patch-major indices)."""
+    view, cell = np.divmod(patches, PATCH_GRID * PATCH_GRID)
+    row, col = np.divmod(cell, PATCH_GRID)
+    offsets = np.arange(PATCH_PIXELS)
+    rows = (row * PATCH_PIXELS)[:, None, None] + offsets[None, :, None]
+    cols = (col * PATCH_PIXELS)[:, None, None] + offsets[None, None, :]
+    q = points[view[:, None, None], rows, cols]  # (P, 14, 14, 3)
+    inside = valid[view[:, None, None], rows, cols] & ((q >= lo) & (q <= hi)).all(axis=-1)
+    return inside.sum(axis=(1, 2))
 
 
 def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -28,10 +48,7 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
     Per-patch bounds of the valid pixels settle most patches at once (entirely inside or disjoint from a box);
     only patches that straddle a box face are counted pixel by pixel."""
     n_views = points.shape[0]
-    pts, ok = _patches(points, valid)
-    n_ok = ok.sum(axis=1)
-    lo_patch = np.where(ok[..., None], pts, np.float32(np.inf)).min(axis=1)
-    hi_patch = np.where(ok[..., None], pts, np.float32(-np.inf)).max(axis=1)
+    n_ok, lo_patch, hi_patch = _patch_bounds(points, valid)
     can = n_ok >= MIN_INSIDE
     out = np.zeros((len(boxes), n_views * PATCH_GRID * PATCH_GRID), bool)
     for k, box in enumerate(np.asarray(boxes, np.float32)):
@@ -41,8 +58,6 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
         touches = can & (lo_patch <= hi).all(axis=1) & (hi_patch >= lo).all(axis=1)
         full = touches & (lo_patch >= lo).all(axis=1) & (hi_patch <= hi).all(axis=1)
         partial = np.flatnonzero(touches & ~full)
-        q = pts[partial]
-        inside = ok[partial] & ((q >= lo) & (q <= hi)).all(axis=-1)
         out[k] = full
-        out[k, partial] = inside.sum(axis=1) >= MIN_INSIDE
+        out[k, partial] = _count_inside(points, valid, partial, lo, hi) >= MIN_INSIDE
     return out.reshape(len(boxes), n_views, PATCH_GRID, PATCH_GRID)
