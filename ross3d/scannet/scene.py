@@ -58,7 +58,9 @@ class SceneMesh:
 
 def read_mesh(path: str | Path) -> SceneMesh:
     """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces) with open3d."""
-    import open3d as o3d
+    from ross3d.open3d_core import open3d_core
+
+    o3d = open3d_core()
 
     path = Path(path)
     if not path.is_file():
