@@ -75,7 +75,7 @@ class MeshVoxels:
 
     def _cells(self, points: np.ndarray) -> np.ndarray:
         """(...) int64 grid cells of points (..., 3); points outside the box land on the padding."""
-        q = np.rint(points.astype(np.float32) / np.float32(VOXEL_SIZE))  # same as voxel_indices
+        q = np.rint(np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32))  # same as voxel_indices
         flat = np.zeros(q.shape[:-1], np.int64)
         for axis in range(3):  # exact: voxel indices are small integers
             qa = q[..., axis]
