@@ -28,17 +28,13 @@ def _patch_bounds(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     return n_ok, lo, hi
 
 
-def _count_inside(points: np.ndarray, valid: np.ndarray, patches: np.ndarray, lo: np.ndarray, hi: np.ndarray
-                  ) -> np.ndarray:
-    """Valid pixels inside [lo, hi] of each of the given patches (flat patch-major indices)."""
-    view, cell = np.divmod(patches, PATCH_GRID * PATCH_GRID)
-    row, col = np.divmod(cell, PATCH_GRID)
-    offsets = np.arange(PATCH_PIXELS)
-    rows = (row * PATCH_PIXELS)[:, None, None] + offsets[None, :, None]
-    cols = (col * PATCH_PIXELS)[:, None, None] + offsets[None, None, :]
-    q = points[view[:, None, None], rows, cols]  # (P, 14, 14, 3)
-    inside = valid[view[:, None, None], rows, cols] & ((q >= lo) & (q <= hi)).all(axis=-1)
-    return inside.sum(axis=(1, 2))
+def _patches(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V*729, 196, 3) pixel points and (V*729, 196) validity, patch-major over the 378x378 region."""
+    v = points.shape[0]
+    grid = (v, PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS)
+    pts = points[:, :REGION, :REGION].reshape(*grid, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, PATCH_PIXELS ** 2, 3)
+    ok = valid[:, :REGION, :REGION].reshape(grid).transpose(0, 1, 3, 2, 4).reshape(-1, PATCH_PIXELS ** 2)
+    return pts, ok
 
 
 def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -49,6 +45,7 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
     only patches that straddle a box face are counted pixel by pixel."""
     n_views = points.shape[0]
     n_ok, lo_patch, hi_patch = _patch_bounds(points, valid)
+    pts, ok = _patches(points, valid)
     can = n_ok >= MIN_INSIDE
     out = np.zeros((len(boxes), n_views * PATCH_GRID * PATCH_GRID), bool)
     for k, box in enumerate(np.asarray(boxes, np.float32)):
@@ -58,6 +55,7 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
         touches = can & (lo_patch <= hi).all(axis=1) & (hi_patch >= lo).all(axis=1)
         full = touches & (lo_patch >= lo).all(axis=1) & (hi_patch <= hi).all(axis=1)
         partial = np.flatnonzero(touches & ~full)
+        inside = ok[partial] & ((pts[partial] >= lo) & (pts[partial] <= hi)).all(axis=-1)
         out[k] = full
-        out[k, partial] = _count_inside(points, valid, partial, lo, hi) >= MIN_INSIDE
+        out[k, partial] = inside.sum(axis=1) >= MIN_INSIDE
     return out.reshape(len(boxes), n_views, PATCH_GRID, PATCH_GRID)
