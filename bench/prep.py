@@ -380,24 +380,26 @@ def main() -> None:
                  f"best of 3 processes; plotting stack loaded: {full['plotting']} vs {core['plotting']}"))
 
     # the whole prep of the scene, before (--base-rev) and now
-    base, code, runs = None, None, {"base": [], "now": []}
-    if args.base_rev:
-        code = base_code(args.base_rev, work / "base_code")
-    for _ in range(2):  # alternating, best of 2 each: the load of a shared machine drifts
+    code = base_code(args.base_rev, work / "base_code") if args.base_rev else None
+    rounds = []  # the load of a shared machine drifts: each round times the export and the preps back to back
+    for _ in range(2):
+        pair = {"export": run_child("original", paths.sens, work / "orig_export", 1)["seconds"]}
         if code is not None:
-            runs["base"].append(run_child("prep", scans, work / "prep_base", 1, code))
-        runs["now"].append(run_child("prep", scans, work / "prep", 1))
-    best = {who: {name: min(r[name] for r in rs) for name in ("cold", "warm")} for who, rs in runs.items() if rs}
-    if code is not None:
-        base = best["base"]
+            pair["base"] = run_child("prep", scans, work / "prep_base", 1, code)
+        pair["now"] = run_child("prep", scans, work / "prep", 1)
+        rounds.append(pair)
+    for who, label in (("base", f"code of {args.base_rev}"), ("now", "this code")):
+        if who not in rounds[0]:
+            continue
         for name in ("cold", "warm"):
-            rows.append((f"whole prep, {name}, code of {args.base_rev} (s)", export_s, base[name],
-                         "vs the original's export alone; best of 2 processes"))
-    now = {**best["now"], "timings": min(runs["now"], key=lambda r: r["warm"])["timings"]}
-    stages = ", ".join(f"{k} {v:.2f}" for k, v in now["timings"].items())
-    rows.append(("whole prep, cold: fresh process (s)", export_s, now["cold"],
-                 "target >= 3x vs the export alone; incl. loading open3d, first-use costs; best of 2"))
-    rows.append(("whole prep, warm: 2nd scene of a process (s)", export_s, now["warm"], f"stages: {stages}"))
+            ratios = [r["export"] / r[who][name] for r in rounds]
+            best = min(rounds, key=lambda r: r[who][name])
+            note = f"export / prep per round: {', '.join(f'{x:.1f}x' for x in ratios)}"
+            if who == "now":
+                note += ("; target >= 3x; incl. loading open3d, first-use costs" if name == "cold" else
+                         "; stages: " + ", ".join(f"{k} {v:.2f}" for k, v in best["now"]["timings"].items()))
+            rows.append((f"whole prep, {name}, {label} (s)", best["export"], best[who][name], note))
+    now = min((r["now"] for r in rounds), key=lambda r: r["warm"])
 
     # many scenes
     many = scene_copies(scans, work / "scans_many", args.scenes)
@@ -426,7 +428,7 @@ def main() -> None:
         speed = f"{a / b:,.1f}x" if np.isfinite(a) and "RSS" not in name else ""
         a_txt = "-" if not np.isfinite(a) else f"{a:,.3f}" if a < 100 else f"{a:,.0f}"
         print(f"| {name:<52} | {a_txt:>12} | {b:>9,.3f} | {speed:>8} | {note}")
-    if base is not None:
+    if code is not None:
         differ = prep_differences(work / "prep_base" / "warm", work / "prep" / "warm")
         print(f"\nPREP output of {args.base_rev} vs this code, same scene, timings aside: "
               + ("byte-identical" if not differ else f"DIFFERENT: {', '.join(differ)}"))
