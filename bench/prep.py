@@ -383,11 +383,15 @@ def main() -> None:
     code = base_code(args.base_rev, work / "base_code") if args.base_rev else None
     rounds = []  # the load of a shared machine drifts: each round times the export and the preps back to back
     for _ in range(2):
-        pair = {"export": run_child("original", paths.sens, work / "orig_export", 1)["seconds"]}
+        pair = {"export": run_child("original", paths.sens, work / "orig_export", 1)["seconds"],
+                "sens": run_child("ours", paths.sens, work / "ours_export", 1)["seconds"]}
         if code is not None:
             pair["base"] = run_child("prep", scans, work / "prep_base", 1, code)
         pair["now"] = run_child("prep", scans, work / "prep", 1)
         rounds.append(pair)
+    paired = min(rounds, key=lambda r: r["sens"])
+    rows.append((".sens stage (read only), in the rounds below (s)", paired["export"], paired["sens"],
+                 "export / ours per round: " + ", ".join(f"{r['export'] / r['sens']:.1f}x" for r in rounds)))
     for who, label in (("base", f"code of {args.base_rev}"), ("now", "this code")):
         if who not in rounds[0]:
             continue
