@@ -1,7 +1,8 @@
 """`ross3d prep scannet` end to end on hand-made scans: the PREP_DIR contract, verbatim bytes, invalid frames,
-both selections against set-based references, membership sanity, BEV colours and holes, failure isolation,
-resume, and a run killed with SIGKILL."""
+both selections against set-based references, membership sanity, BEV colours and holes, output bytes unchanged
+since the per-frame code, failure isolation, resume, and a run killed with SIGKILL."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +85,8 @@ def test_tables_contract(prepared):
     manifest = json.loads((prep / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["options"] == OPTIONS.to_dict()
     assert manifest["options_fingerprint"] == OPTIONS.fingerprint()
-    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"sens_read", "selection", "geometry", "objects", "bev",
-                                                           "write"}
+    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"inputs", "sens_read", "voxels", "selection", "geometry",
+                                                           "objects", "bev", "write"}
     assert manifest["scenes"][BAD]["status"] == "failed"
     assert (prep / "previews" / f"{GOOD[0]}_bev.png").is_file()
 
@@ -189,6 +191,46 @@ def test_bev_colours_and_no_holes(prepared):
     assert valid[inside].all()
     assert not valid[outside].any() and (rgb[outside] == 0).all()
     assert (xmax - xmin) == pytest.approx(ymax - ymin) and (xmax - xmin) <= ROOM[0] / 0.9 + 1e-4
+
+
+# sha256 (16 hex digits) of each array (dtype, shape, bytes) and table rows of GOOD[0], as written by the per-frame
+# code of commit b6204bf (before the batched geometry) on x86-64 with numpy 2.4 / OpenBLAS 0.3.31. Another BLAS
+# build may round the float32 rotation differently; regenerate them there from that commit.
+BASE_DIGESTS = {
+    "bev/bounds": "7278346c543d3758", "bev/rgb": "6c8f1a61369f04e0", "bev/valid": "df90af3d97a276d8",
+    "coords/max-coverage": "17c900c3301b0c80", "coords/uniform": "50e1e8b70524dad9", "depth": "35cf573b1523ce7f",
+    "frames": "b3f40a76fd82e979", "membership/max-coverage": "730df316ddf1c935",
+    "membership/uniform": "69f7aecd88fcab72", "objects": "d561a2f4cef577c1", "scenes": "889df01a3d3b0cd6",
+    "selections": "7b80875460a8477f", "voxels/max-coverage": "d4aca8751610b767", "voxels/uniform": "caf485947af9abcc",
+}
+
+
+def _digest(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = f"{value.dtype.str}{value.shape}".encode() + value.tobytes()
+    return hashlib.sha256(value if isinstance(value, bytes) else repr(value).encode()).hexdigest()[:16]
+
+
+def test_output_bytes_unchanged_since_per_frame_code(prepared, tmp_path):
+    """The batched geometry gives bitwise what the per-frame code of b6204bf gave. That code excluded zero-depth
+    pixels and kept max-coverage frames in greedy order, so the two switches reproduce its settings."""
+    _, scans, _, _, _ = prepared
+    scene = GOOD[0]
+    prep = tmp_path / "prep"
+    old_settings = replace(OPTIONS, exclude_zero_depth=True, max_coverage_order="greedy")
+    assert prep_scannet(scans, prep, old_settings, scenes=[scene]).ok == [scene]
+
+    def arrays(group, prefix=""):
+        out = {}
+        for key, value in group.members():
+            out.update({prefix + key: value[...]} if isinstance(value, zarr.Array) else arrays(value, f"{prefix}{key}/"))
+        return out
+
+    got = {k: _digest(v) for k, v in arrays(zarr.open_group(prep / "scenes" / scene / "arrays.zarr", mode="r")).items()}
+    for table in ("scenes", "selections", "objects"):
+        got[table] = _digest([r for r in pq.read_table(prep / f"{table}.parquet").to_pylist() if r["scene_id"] == scene])
+    got["frames"] = _digest(pq.read_table(prep / "scenes" / scene / "frames.parquet").to_pylist())
+    assert got == BASE_DIGESTS
 
 
 def test_resume_skips_committed_and_retries_failed(prepared, tmp_path):
