@@ -250,15 +250,19 @@ def scene_copies(scans: Path, out: Path, count: int) -> Path:
     return out
 
 
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in ("timings", "scans_dir")}
-    return value
+def _comparable(base, now):
+    """base and now without timings, the scans folder and the options fingerprint, and with now restricted to the
+    keys base records (fields added since, such as input fingerprints and new options, are not compared)."""
+    if isinstance(base, dict) and isinstance(now, dict):
+        keys = [k for k in base if k not in ("timings", "scans_dir", "fingerprint", "options_fingerprint")]
+        pairs = {k: _comparable(base[k], now.get(k)) for k in keys}
+        return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
+    return base, now
 
 
 def prep_differences(a: Path, b: Path) -> list[str]:
-    """What differs between two PREP dirs: tables, frames, arrays (dtype, shape, chunks, bytes), previews, BEV
-    PNGs, result.json and manifest.json without timings."""
+    """What differs between two PREP dirs (a: the base): tables, frames, arrays (dtype, shape, chunks, bytes),
+    previews, BEV PNGs, result.json and manifest.json (`_comparable`)."""
     import pyarrow.parquet as pq
     import zarr
 
@@ -273,7 +277,8 @@ def prep_differences(a: Path, b: Path) -> list[str]:
 
     differ = [t for t in ("scenes", "selections", "objects") if rows(a / f"{t}.parquet") != rows(b / f"{t}.parquet")]
     for name in ("manifest.json", *[f"scenes/{d.name}/result.json" for d in (a / "scenes").iterdir()]):
-        if _without_timings(json.loads((a / name).read_text())) != _without_timings(json.loads((b / name).read_text())):
+        base, now = _comparable(json.loads((a / name).read_text()), json.loads((b / name).read_text()))
+        if base != now:
             differ.append(name)
     for scene in sorted(d.name for d in (a / "scenes").iterdir()):
         sa, sb = a / "scenes" / scene, b / "scenes" / scene
