@@ -276,3 +276,112 @@ def test_model_init_trains_the_same_under_zero3_and_zero2(from_init):
         assert a["task"] == b["task"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+# ---- issue 16: what the trainer trusts (run folders, resume, cache checks)
+
+def _copy_run(zero2, tmp_path) -> Path:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(zero2["out"], out)
+    (out / "checkpoints" / "latest_step").write_text("step_4")
+    return out
+
+
+def test_existing_run_folder_is_refused_without_overwrite(inputs, zero2, tmp_path):
+    from ross3d.errors import InputError
+    from ross3d.train.run_folder import claim_fresh
+
+    out = _copy_run(zero2, tmp_path)
+    before = (out / "log.jsonl").read_text()
+    with pytest.raises(InputError, match="holds a previous run .*--overwrite"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)))
+    assert (out / "log.jsonl").read_text() == before and (out / "checkpoints/step_4").is_dir()
+    (out / "notes.txt").write_text("mine")
+    claim_fresh(out, overwrite=True)  # removes the run's outputs, and only those
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "notes.txt"]
+
+
+def test_resume_with_a_changed_config_names_the_keys(inputs, zero2, tmp_path):
+    out = _copy_run(zero2, tmp_path)
+    changed = _overrides(inputs, out, "micro_batch=1", "optim.lr=0.002", "seed=5", "data.num_workers=0")
+    with pytest.raises(ConfigError, match=r"micro_batch \(2 -> 1\), optim.lr \(0.001 -> 0.002\), seed \(0 -> 5\)"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True)
+    with pytest.raises(ConfigError, match=r"in micro_batch \(2 -> 1\), seed \(0 -> 5\);"):  # optim allowed
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True, allow_changes=("optim",))
+    with pytest.raises(ConfigError, match="--allow-change optim.lrr: not a config key"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True, allow_changes=("optim.lrr",))
+
+
+def test_resume_refuses_a_crafted_pickle(inputs, zero2, tmp_path):
+    import pickle
+
+    from ross3d.errors import InputError
+
+    out = _copy_run(zero2, tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    (out / "checkpoints/step_4/mp_rank_00_model_states.pt").write_bytes(pickle.dumps({"module": Payload()}))
+    with pytest.raises(InputError, match="step_4: refused to load"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)), resume=True)
+    assert not marker.exists()
+    assert json.loads((out / "checkpoints/step_4/trainer_rank0.json").read_text())["step"] == 4  # state is JSON
+
+
+def test_a_second_run_on_a_locked_folder_names_the_holder(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    out = tmp_path / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom ross3d.locking import exclusive_lock\n"
+        f"with exclusive_lock(Path({str(out)!r}), 'training run'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"another training run \\(pid {holder.pid}\\)"):
+            train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)))
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (out / "log.jsonl").exists()
+
+
+def test_non_finite_loss_stops_keeping_the_last_good_checkpoint(inputs, tmp_path):
+    from ross3d.errors import TrainingError
+
+    # step 1 updates with lr 1e30 (no warmup): its loss is finite, the next one is not
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "optim.lr=1e30", "optim.warmup_ratio=0", "save_every=1", "grad_accum=1",
+        "data.num_workers=0", "tensorboard=false"))
+    with pytest.raises(TrainingError, match=r"step 2: non-finite loss .*checkpoints/step_1 is the last good"):
+        train(config)
+    assert (tmp_path / "checkpoints/latest_step").read_text() == "step_1"
+    assert (tmp_path / "checkpoints/step_1/trainer_rank0.json").exists()
+    assert not (tmp_path / "checkpoints/step_2").exists()
+
+
+def test_infinite_lr_is_refused_by_the_cli(inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from ross3d_cli.app import app
+
+    args = ["train", str(ROOT / "configs/tiny.yaml")]
+    for item in _overrides(inputs, tmp_path, "optim.lr=.inf"):
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "optim.lr: must be a finite number" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_wandb_resume_continues_the_run_id(tmp_path):
+    from ross3d.train.metrics import WANDB_RUN, wandb_resume
+
+    assert wandb_resume(tmp_path, resuming=True) == {}
+    (tmp_path / WANDB_RUN).write_text('{"id": "abc123"}')
+    assert wandb_resume(tmp_path, resuming=False) == {}
+    assert wandb_resume(tmp_path, resuming=True) == {"id": "abc123", "resume": "must"}
