@@ -48,8 +48,11 @@ def zero2(inputs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def resumed(inputs, zero2):
     """Point the run at its step-2 checkpoint and resume through the CLI in a fresh process that reports which
-    encoder / image-decoder modules it imported."""
+    encoder / image-decoder modules it imported, and what each DataLoader worker (forked, so the spies are
+    inherited) imported and decoded after each item it produced."""
     out = zero2["out"]
+    workers = out.parent / f"{out.name}-workers"
+    workers.mkdir()
     (out / "checkpoints" / "latest_step").write_text("step_2")
     args = ["train", str(ROOT / "configs/tiny.yaml"), "--resume"]
     for item in _overrides(inputs, out):
@@ -64,12 +67,22 @@ def resumed(inputs, zero2):
         "def _spy_load(self, *a, **k):\n"
         "    decoded.append('load'); return _load(self, *a, **k)\n"
         "PIL.Image.open, PIL.ImageFile.ImageFile.load = _spy_open, _spy_load\n"
+        "watched = ('diffusers', 'cv2', 'torchvision', 'transformers.models.siglip', 'imageio')\n"
+        "import os, ross3d.train.data as data\n"
+        "_get = data.MicroBatchDataset.__getitem__\n"
+        "def _spy_get(self, indices):\n"
+        "    item = _get(self, indices)\n"
+        "    found = sorted(m for m in sys.modules if m.startswith(watched))\n"
+        f"    with open(f'{workers}/{{os.getpid()}}.json', 'w') as f:\n"
+        "        json.dump(found + decoded, f)\n"
+        "    return item\n"
+        "data.MicroBatchDataset.__getitem__ = _spy_get\n"
         "from ross3d_cli.app import app\n"
+        "print('PID=' + str(os.getpid()))\n"
         "try:\n"
         f"    app({args!r})\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "watched = ('diffusers', 'cv2', 'torchvision', 'transformers.models.siglip', 'imageio')\n"
         "found = sorted(m for m in sys.modules if m.startswith(watched))\n"
         "print('MODULES=' + json.dumps(found + decoded))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
@@ -77,7 +90,9 @@ def resumed(inputs, zero2):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES="))
-    return {"records": read_log(out / "log.jsonl"), "modules": json.loads(line[len("MODULES="):])}
+    pid = next(x for x in proc.stdout.splitlines() if x.startswith("PID="))[len("PID="):]
+    return {"records": read_log(out / "log.jsonl"), "modules": json.loads(line[len("MODULES="):]),
+            "workers": {p.stem: json.loads(p.read_text()) for p in workers.iterdir()}, "pid": pid}
 
 
 def test_run_writes_log_checkpoints_and_export(zero2):
@@ -124,6 +139,9 @@ def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
 
 def test_training_process_loads_no_encoder_and_decodes_no_image(resumed):
     assert resumed["modules"] == []
+    # the loader worker (data.num_workers=1) is another process, and it too imported and decoded nothing
+    assert list(resumed["workers"]) and resumed["pid"] not in resumed["workers"]
+    assert all(found == [] for found in resumed["workers"].values())
 
 
 def test_zero3_trains_like_zero2(inputs, zero2, tmp_path):
