@@ -73,6 +73,11 @@ def eval_run(
     benchmarks = list(BENCHMARKS) if benchmark == ALL else benchmark.split(",")
     results, baselines = {}, {}
     with user_errors():
+        unknown = [b for b in benchmarks if b not in BENCHMARKS]
+        if unknown:
+            from ross3d.errors import ConfigError
+
+            raise ConfigError(f"--benchmark: {unknown[0]!r} is not one of {', '.join(BENCHMARKS)} or {ALL}")
         options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
                               split=split, device=device, spatial_instruction=spatial_instruction)
         evaluator = Evaluator(checkpoint, cache, samples.parent, options)
@@ -98,9 +103,9 @@ def eval_score(
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
 ) -> None:
     """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv."""
-    from ross3d.eval.scoring import (check_lines, read_answers, references_from_questions, references_from_samples,
-                                     score, write_metrics)
-    from ross3d_cli.console import user_errors
+    from ross3d.eval.scoring import (check_lines, coverage, read_answers, references_from_questions,
+                                     references_from_samples, score, write_metrics)
+    from ross3d_cli.console import console, user_errors
 
     with user_errors():
         if questions is not None and samples is not None:
@@ -117,6 +122,10 @@ def eval_score(
         metrics = score(benchmark, lines, refs, scan2cap_unmatched)
         write_metrics(metrics, out)
     _print_metrics(benchmark, metrics)
+    if refs:
+        answered, expected = coverage(lines, refs)
+        console.print(f"coverage: {answered} of {expected} {benchmark} samples answered"
+                      + ("" if answered == expected else " (partial answers file)"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
