@@ -403,3 +403,90 @@ def test_wandb_resume_continues_the_run_id(tmp_path):
     (tmp_path / WANDB_RUN).write_text('{"id": "abc123"}')
     assert wandb_resume(tmp_path, resuming=False) == {}
     assert wandb_resume(tmp_path, resuming=True) == {"id": "abc123", "resume": "must"}
+
+
+def _cache_copy(inputs, tmp_path) -> Path:
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(inputs["cache"], copy)
+    return copy
+
+
+def _train_on(inputs, tmp_path, cache: Path, *extra: str):
+    return train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path / "run", f"data.cache_dir={cache}", "save_every=0", "tensorboard=false", *extra)))
+
+
+def test_a_flipped_byte_stops_training_in_the_loader_worker(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    chunk = next(p for p in (cache / "cache.zarr" / SCENES[0] / "uniform/frames/vae_mean/c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"cache.zarr/{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch") as err:
+        _train_on(inputs, tmp_path, cache, "data.num_workers=1")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run/checkpoints").exists()
+
+
+def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
+    import zarr
+    from typer.testing import CliRunner
+
+    from ross3d.cache.store import array_checksum
+    from ross3d.errors import InputError
+    from ross3d_cli.app import app
+
+    cache = _cache_copy(inputs, tmp_path)
+    scene = cache / "cache.zarr" / SCENES[1]
+    arr = zarr.open_group(scene, mode="r+")["bev/vae_mean"]
+    value = arr[...]
+    value[0, 3, 4] = np.nan
+    arr[...] = value
+    record = json.loads((scene / "scene.json").read_text())  # the checksums agree with the NaN bytes
+    record["arrays"]["bev/vae_mean"]["sha256"] = array_checksum(value)
+    (scene / "scene.json").write_text(json.dumps(record))
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = array_checksum(value)
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    verified = CliRunner().invoke(app, ["verify", str(cache)])
+    assert verified.exit_code == 1 and "bev/vae_mean: 1 non-finite values" in verified.output
+    with pytest.raises(InputError, match=f"{SCENES[1]}: bev/vae_mean: 1 non-finite values"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+
+
+def test_a_truncated_chunk_names_its_file(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    chunk = cache / "cache.zarr" / SCENES[0] / "uniform/frames/vision/c/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:chunk.stat().st_size // 2])
+    with pytest.raises(InputError, match=f"{SCENES[0]}/uniform/frames/vision/c/0/0/0: cannot read uniform/frames/vision"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+
+
+def test_before_step_one_provenance_and_missing_scenes_are_refused(inputs, tmp_path):
+    import pyarrow.parquet as pq
+
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    index = pq.read_table(cache / "index.parquet")
+    pq.write_table(index.filter(pc_equal(index, "scene_id", SCENES[0])), cache / "index.parquet")
+    with pytest.raises(InputError, match=f"1 scenes of the 'train' samples are not cached .*: {SCENES[1]}$"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["fingerprints"]["prep"] = "0" * 16
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="cache was built from another PREP_DIR"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+    assert not (tmp_path / "run/log.jsonl").exists()
+
+
+def pc_equal(table, column: str, value: str):
+    import pyarrow.compute as pc
+
+    return pc.equal(table[column], value)
