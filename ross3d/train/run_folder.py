@@ -25,14 +25,18 @@ FREE_KEYS = frozenset({"output_dir", "data.num_workers", "data.prefetch_factor",
                        "data.scene_cache"})
 
 
+TRAINED = ("log.jsonl", "checkpoints")  # a run that reached step 1 (one that failed before leaves neither)
+
+
 def previous_outputs(out: Path) -> list[Path]:
     return [out / n for n in RUN_OUTPUTS if (out / n).exists()] + sorted(out.glob(PREVIEWS))
 
 
 def claim_fresh(out: Path, overwrite: bool) -> None:
-    """Make `out` ready for a new run: refuse a previous run's outputs, or remove them with `overwrite`."""
+    """Make `out` ready for a new run: refuse a previous run that trained, or remove its outputs with `overwrite`
+    (the leftovers of a run that failed before step 1 are replaced without asking)."""
     previous = previous_outputs(out)
-    if previous and not overwrite:
+    if any(p.name in TRAINED for p in previous) and not overwrite:
         names = ", ".join(p.name for p in previous[:4])
         raise InputError(out, f"holds a previous run ({names}); pass --resume to continue it or --overwrite to "
                               f"replace it")
