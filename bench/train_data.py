@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     table.add_row("ours, cached, warm (scene block in the loader's cache)", f"{warm_rate:.2f}",
                   f"{warm_rate / orig_rate:.1f}x")
     Console().print(table)
-    Console().print(f"first-read check of a scene (checksums + finite values, once per scene per loader worker): "
+    Console().print(f"first-read check of a scene (checksums + finite values, once per scene per run): "
                     f"{check_ms:.1f} ms on top of a {read_ms:.1f} ms cold read ({100 * check_ms / read_ms:.0f}%); "
                     f"over the cold run above ({len(SCENES)} first reads in {args.samples_cached + 1} reads): "
                     f"{100 * len(SCENES) * check_ms / ((args.samples_cached + 1) * read_ms):.1f}% of the reads' time")

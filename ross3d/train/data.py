@@ -8,6 +8,8 @@ prefetch work on whole micro-batches and a scene block read once serves every sa
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,14 +73,27 @@ def check_cache(config: DataConfig, samples: Sequence[TextSample]) -> None:
 
 class SceneCache:
     """The last `size` scene blocks read from the cache (LRU); one read per scene while its samples follow. The
-    first read of each scene checks its checksums and finite values (CacheReader `check`)."""
+    first read of each scene in the run, by whichever process, checks its checksums and finite values
+    (CacheReader `check`; the flags live in shared memory the forked loader workers inherit)."""
 
-    def __init__(self, cache_dir: str, strategy: str, size: int):
+    def __init__(self, cache_dir: str, strategy: str, size: int, scene_ids: Sequence[str] = ()):
         self.cache_dir, self.strategy, self.size = cache_dir, strategy, size
         self._reader = None
         self._scenes: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-        self._checked: set[str] = set()
+        # one flag per scene in memory shared with the forked loader workers: a scene is checked once per run
+        self._slot = {sid: i for i, sid in enumerate(sorted(set(scene_ids)))}
+        self._checked = multiprocessing.RawArray(ctypes.c_bool, max(1, len(self._slot)))
+        self._seen: set[str] = set()  # scenes not announced in `scene_ids`: checked once per process
         self.reads = 0
+
+    def _first_read(self, scene_id: str) -> bool:
+        slot = self._slot.get(scene_id)
+        first = scene_id not in self._seen if slot is None else not self._checked[slot]
+        if slot is None:
+            self._seen.add(scene_id)
+        else:
+            self._checked[slot] = True
+        return first
 
     def get(self, scene_id: str) -> dict[str, np.ndarray]:
         if scene_id in self._scenes:
@@ -88,10 +103,8 @@ class SceneCache:
             from ross3d.cache.reader import CacheReader
 
             self._reader = CacheReader(self.cache_dir)
-        # a scene's first read in this process is checked (checksums, finite values), later reads are not
-        arrays = self._reader.load_scene(scene_id, self.strategy, bf16_bits=True,
-                                         check=scene_id not in self._checked)
-        self._checked.add(scene_id)
+        # a scene's first read in the run is checked (checksums, finite values), later reads are not
+        arrays = self._reader.load_scene(scene_id, self.strategy, bf16_bits=True, check=self._first_read(scene_id))
         self.reads += 1
         self._scenes[scene_id] = arrays
         if len(self._scenes) > self.size:
@@ -149,7 +162,8 @@ class MicroBatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: list[TextSample], config: DataConfig, pad_id: int):
         self.samples, self.pad_id = samples, pad_id
-        self.scenes = SceneCache(config.cache_dir, config.strategy, config.scene_cache)
+        self.scenes = SceneCache(config.cache_dir, config.strategy, config.scene_cache,
+                                 [s.scene_id for s in samples])
 
     def __getitem__(self, indices) -> dict | Ross3DError:
         """The collated batch; a bad cached scene is returned as its error (a worker's raise would reach the
