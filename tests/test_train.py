@@ -464,7 +464,8 @@ def test_a_truncated_chunk_names_its_file(inputs, tmp_path):
     cache = _cache_copy(inputs, tmp_path)
     chunk = cache / "cache.zarr" / SCENES[0] / "uniform/frames/vision/c/0/0/0"
     chunk.write_bytes(chunk.read_bytes()[:chunk.stat().st_size // 2])
-    with pytest.raises(InputError, match=f"{SCENES[0]}/uniform/frames/vision/c/0/0/0: cannot read uniform/frames/vision"):
+    with pytest.raises(InputError,
+                       match=f"{SCENES[0]}/uniform/frames/vision/c/0/0/0: cannot read uniform/frames/vision"):
         _train_on(inputs, tmp_path, cache, "data.num_workers=0")
 
 
