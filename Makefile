@@ -40,13 +40,14 @@ test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The declared dependency floors: a separate venv with every lower bound of pyproject.toml installed exactly
-# (constraints/floors.txt), then the fast tests. Slow (a full install); not part of `make test`.
+# (constraints/floors.txt), then the fast tests. Slow (a full install); not part of `make test`. DeepSpeed's JIT ops
+# are built into the floors venv, so the two venvs never rebuild each other's.
 test-floors: system-deps
 	@test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints/floors.txt "$(TORCH_SPEC)"
 	DS_BUILD_OPS=0 $(FLOORS_VENV)/bin/python -m pip install -q -c constraints/floors.txt -e ".[dev,ray]"
-	$(FLOORS_VENV)/bin/pytest $(PYTEST_ARGS)
+	TORCH_EXTENSIONS_DIR=$(abspath $(FLOORS_VENV))/torch_extensions $(FLOORS_VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m ross3d_cli.demo --out $(DEMO_DIR)
