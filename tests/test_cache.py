@@ -201,3 +201,14 @@ def test_torchrun_two_ranks_share_scenes(built, tmp_path):
         got = CacheReader(out).load_scene(scene_id, "uniform")["frames/vae_mean"]
         ref = CacheReader(cache).load_scene(scene_id, "uniform")["frames/vae_mean"]
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=5e-5)
+
+
+def test_training_refuses_a_cache_of_bev_renders_other_than_432(built):
+    """This module's cache has 64 px BEVs (8x8 latent): verify accepts it, training refuses it before step 1."""
+    from ross3d.errors import InputError
+    from ross3d.train.model_setup import cache_sizes
+
+    _, cache = built
+    assert CacheReader(cache).load_scene(SCENES[0], "uniform")["bev/vae_mean"].shape[1:] == (8, 8)
+    with pytest.raises(InputError, match=r"BEV latent 8x8 does not group to the 27x27 BEV grid: .*--bev-size 432"):
+        cache_sizes(cache, "uniform")
