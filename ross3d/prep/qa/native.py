@@ -1,5 +1,5 @@
 """Native release files: locating split files in a benchmark folder, loading JSON with one-line errors, and
-typed field access that turns malformed records into RecordError (counted by the caller): integers must fit the
+typed field access that turns malformed records into RecordError (counted by the caller): object ids must fit the
 int32 columns, texts are capped at MAX_TEXT characters, and a sample id seen before is a duplicate record."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from ross3d.prep.qa.schema import Sample
 
 MAX_TEXT = 10_000  # characters of one question, answer or description (the benchmarks' longest are ~1,000)
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
+INT32_FIELDS = ("object_id", "object_ids")  # stored in int32 columns (question ids are not: SQA3D's exceed 2**31)
 
 
 def find_file(root: Path, name: str, subdirs: Iterable[str] = ()) -> Path | None:
@@ -64,7 +65,7 @@ def get(record: object, name: str, kind: type | tuple[type, ...]) -> object:
 def _check_value(name: str, value: object) -> None:
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise RecordError(f"field '{name}' is longer than {MAX_TEXT} characters")
-    if isinstance(value, int) and not INT32[0] <= value <= INT32[1]:
+    if name in INT32_FIELDS and isinstance(value, int) and not INT32[0] <= value <= INT32[1]:
         raise RecordError(f"field '{name}' is out of the int32 range")
 
 
