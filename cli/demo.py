@@ -27,7 +27,9 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
     data, prep, cache, enc = out / "data", out / "prep", out / "cache", out / "encoders"
     bench = data / "benchmarks"
     final = out / "checkpoints" / "final"
-    resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) else []
+    # continue a checkpointed demo run; otherwise start training afresh (replacing a run killed before its first save)
+    resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) \
+        else ["--overwrite"]
     return [
         ("synth", ["synth", "scannet", str(data), "--scenes", "3", "--seed", "0"]),
         ("encoders", ["synth", "encoders", str(enc)]),

@@ -108,9 +108,9 @@ def eval_score(
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
 ) -> None:
     """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv."""
-    from ross3d.eval.scoring import (check_lines, read_answers, references_from_questions, references_from_samples,
-                                     score, write_metrics)
-    from ross3d_cli.console import user_errors
+    from ross3d.eval.scoring import (check_lines, coverage, read_answers, references_from_questions,
+                                     references_from_samples, score, write_metrics)
+    from ross3d_cli.console import console, user_errors
 
     with user_errors():
         if questions is not None and samples is not None:
@@ -127,6 +127,10 @@ def eval_score(
         metrics = score(benchmark, lines, refs, scan2cap_unmatched)
         write_metrics(metrics, out)
     _print_metrics(benchmark, metrics)
+    if refs:
+        answered, expected = coverage(lines, refs)
+        console.print(f"coverage: {answered} of {expected} {benchmark} samples answered"
+                      + ("" if answered == expected else " (partial answers file)"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cache_helpers import SCENES, build_inputs, reference_vae_view, reference_view
 from ross3d.cache.reader import CacheReader
+from ross3d.prep.store import PAUSE_ENV
 from ross3d_cli.app import app
 
 runner = CliRunner()
@@ -180,20 +181,20 @@ def test_resume_after_sigkill(built, tmp_path):
     cmd = [sys.executable, "-m", "ross3d_cli.app", "cache-latents", str(inputs["prep"]), str(out), "--vae",
            str(inputs["vae"]), "--vision-tower", str(inputs["siglip"]), "--device", "cpu", "--batch-size", "1",
            "--strategy", "uniform"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "cache.zarr" / SCENES[0] / "scene.json"
-    deadline = time.monotonic() + 60
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    marker = tmp_path / "paused"  # the run stops right after committing its first scene (PAUSE_ENV), killed there
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, PAUSE_ENV: f"1:{marker}"})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     committed = {s: (out / "cache.zarr" / s / "scene.json").stat().st_mtime_ns
                  for s in SCENES if (out / "cache.zarr" / s / "scene.json").exists()}
-    assert SCENES[0] in committed
-    manifest = json.loads((out / "manifest.json").read_text())
-    if len(committed) < len(SCENES):  # killed mid-run: nothing claims to be complete
-        assert not manifest["complete"] and not (out / "index.parquet").exists()
-        assert runner.invoke(app, ["verify", str(out)]).exit_code == 1
+    assert list(committed) == [SCENES[0]] and marker.read_text() == str(out / "cache.zarr" / SCENES[0])
+    manifest = json.loads((out / "manifest.json").read_text())  # killed mid-run: nothing claims to be complete
+    assert not manifest["complete"] and not (out / "index.parquet").exists()
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 1
     rerun = runner.invoke(app, cmd[3:])
     assert rerun.exit_code == 0, rerun.output
     assert f"{len(committed)} skipped" in rerun.output
@@ -223,3 +224,14 @@ def test_torchrun_two_ranks_share_scenes(built, tmp_path):
         got = CacheReader(out).load_scene(scene_id, "uniform")["frames/vae_mean"]
         ref = CacheReader(cache).load_scene(scene_id, "uniform")["frames/vae_mean"]
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=5e-5)
+
+
+def test_training_refuses_a_cache_of_bev_renders_other_than_432(built):
+    """This module's cache has 64 px BEVs (8x8 latent): verify accepts it, training refuses it before step 1."""
+    from ross3d.errors import InputError
+    from ross3d.train.model_setup import cache_sizes
+
+    _, cache = built
+    assert CacheReader(cache).load_scene(SCENES[0], "uniform")["bev/vae_mean"].shape[1:] == (8, 8)
+    with pytest.raises(InputError, match=r"BEV latent 8x8 does not group to the 27x27 BEV grid: .*--bev-size 432"):
+        cache_sizes(cache, "uniform")

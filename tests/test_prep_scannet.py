@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from prep_scannet_scene import FLOOR_RGB, ROOM, TABLE_BOX, TABLE_RGB, write_scene
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
+from ross3d.prep.store import PAUSE_ENV
 from ross3d.prep.selection import tie_priority
 from ross3d_cli.app import app
 
@@ -267,19 +268,20 @@ def test_kill_9_leaves_nothing_half_done(tmp_path):
     prep = tmp_path / "prep"
     code = ("import sys; from ross3d.prep.run import prep_scannet; from ross3d.prep.options import PrepOptions; "
             "prep_scannet(sys.argv[1], sys.argv[2], PrepOptions(frame_stride=1, num_frames=8, bev_size=64))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(scans), str(prep)])
-    while not (prep / "scenes").is_dir() and proc.poll() is None:
+    marker = tmp_path / "paused"  # the run stops right after committing its first scene (PAUSE_ENV), killed there
+    proc = subprocess.Popen([sys.executable, "-c", code, str(scans), str(prep)],
+                            env={**os.environ, PAUSE_ENV: f"1:{marker}"})
+    while not marker.exists() and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.8)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (prep / "manifest.json").exists() or proc.returncode == 0
-    for d in (prep / "scenes").iterdir():
-        if not d.name.startswith("."):
-            assert json.loads((d / "result.json").read_text())["status"] == "ok"
-            zarr.open_group(d / "arrays.zarr", mode="r")["bev/rgb"][:]
+    assert proc.wait() == -signal.SIGKILL
+    assert not (prep / "manifest.json").exists()  # a killed run never claims to be finished
+    committed = [d for d in (prep / "scenes").iterdir() if not d.name.startswith(".")]
+    assert [str(d) for d in committed] == [marker.read_text()]
+    assert json.loads((committed[0] / "result.json").read_text())["status"] == "ok"
+    zarr.open_group(committed[0] / "arrays.zarr", mode="r")["bev/rgb"][:]
     report = prep_scannet(scans, prep, PrepOptions(frame_stride=1, num_frames=8, bev_size=64))
-    assert sorted(report.ok + report.skipped) == [f"scene000{i}_00" for i in range(3)]
+    assert report.skipped == [committed[0].name] and len(report.ok) == 2
     assert not [p for p in (prep / "scenes").iterdir() if p.name.startswith(".")]
 
 

@@ -88,7 +88,8 @@ def test_unproject_and_crop_points_take_a_batch_of_frames():
     k = np.array([[57.0, 0, 31.5, 0], [0, 57.0, 23.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
     poses = np.stack([_pose(rng, [1, -2, 0.5]), _pose(rng, [-0.3, 0.7, 1.4])])
     world = geometry.unproject(depth, k, poses, 1000.0)
-    points, valid = geometry.frame_crop_points(depth, k, poses, 1000.0)
+    points, valid = geometry.frame_crop_points(depth, k, poses, 1000.0, exclude_zero_depth=True)
+    assert geometry.frame_crop_points(depth, k, poses, 1000.0)[1].all()  # by default every pixel is a point
     assert world.shape == (2, h, w, 3) and points.shape == (2, 384, 384, 3) and valid.shape == (2, 384, 384)
     rows = (np.arange(384) * h / 384).astype(int)  # nearest resize to 512x384, then columns 64..447
     cols = ((np.arange(384) + 64) * w / 512).astype(int)

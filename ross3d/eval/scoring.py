@@ -35,7 +35,7 @@ def read_answers(path: str | Path) -> list[dict]:
         raise InputError(path, "not a UTF-8 text file") from None
     except OSError as err:
         raise InputError(path, f"cannot read answers file ({err.strerror})") from None
-    missing = [k for k in ("sample_id", "gt_response") if lines and k not in lines[0]]
+    missing = [k for k in ("sample_id", "gt_response") if lines and isinstance(lines[0], dict) and k not in lines[0]]
     if missing:
         raise InputError(path, f"answer lines lack {missing} (not the original's answer format)")
     return lines
@@ -111,6 +111,8 @@ def _line_problem(benchmark: str, line: object) -> str | None:
     missing = [k for k in REQUIRED_KEYS.get(benchmark, TEXT_KEYS) if k not in line]
     if missing:
         return f"lacks {', '.join(missing)}"
+    if isinstance(line["sample_id"], bool) or not isinstance(line["sample_id"], (str, int)):
+        return "has a sample_id that is not a string or an integer"
     try:
         if benchmark == "scanrefer":
             np.asarray(line["pred_response"], np.float64).reshape(6)
@@ -132,11 +134,23 @@ def _line_problem(benchmark: str, line: object) -> str | None:
 
 
 def check_lines(benchmark: str, lines: list, source: str | Path) -> None:
-    """Raise InputError naming the first answer line (1-based) the benchmark cannot score."""
+    """Raise InputError naming the first answer line (1-based) the benchmark cannot score, or that repeats the
+    sample_id of an earlier line (a duplicated answer would count twice)."""
+    first: dict[object, int] = {}
     for number, line in enumerate(lines, start=1):
         problem = _line_problem(benchmark, line)
         if problem:
             raise InputError(source, f"{benchmark} answer line {number} {problem}")
+        seen = first.setdefault(line["sample_id"], number)
+        if seen != number:
+            raise InputError(source, f"{benchmark} answer line {number} repeats sample_id {line['sample_id']!r} "
+                                     f"of line {seen}")
+
+
+def coverage(lines: list[dict], references: dict[str, dict]) -> tuple[int, int]:
+    """(answered, expected): how many of the references' samples the answer lines cover."""
+    answered = {id(_reference(references, str(line["sample_id"]))) for line in lines} - {id(None)}
+    return len(answered), len(references)
 
 
 def _reference(refs: dict[str, dict], sample_id: str) -> dict | None:

@@ -33,6 +33,10 @@ def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
     arrays = reader.load_scene(scenes[0], strategy)
     n_frames, n_patches, width = arrays["frames/vision"].shape
     channels, _, bev_grid = arrays["bev/vae_mean"].shape
+    if bev_grid != 2 * arrays["bev/valid27"].shape[0]:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27
+        raise InputError(Path(cache_dir) / "cache.zarr" / scenes[0], f"BEV latent {bev_grid}x{bev_grid} does not "
+                         f"group to the {arrays['bev/valid27'].shape[0]}x{arrays['bev/valid27'].shape[0]} BEV "
+                         f"grid: training needs BEV renders of 432 px (prep scannet --bev-size 432)")
     return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
             "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
             "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
