@@ -76,11 +76,11 @@ class LoggingReader(CacheReader):
     physical: list[str] = []
     cold = False
 
-    def load_scene(self, scene_id, strategy, bf16_bits=False):
+    def load_scene(self, scene_id, strategy, bf16_bits=False, check=False):
         scene = self.physical[int(scene_id[1:]) % len(self.physical)]
         if self.cold:
             drop_from_page_cache(scene_path(self.cache_dir, scene))
-        arrays = super().load_scene(scene, strategy, bf16_bits)
+        arrays = super().load_scene(scene, strategy, bf16_bits, check)
         with self.log.open("a") as f:  # appended from each loader worker
             f.write(f"{scene_id} {sum(a.nbytes for a in arrays.values())}\n")
         return arrays

@@ -311,11 +311,11 @@ def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeyp
     log = tmp_path / "reads.txt"
 
     class LoggingReader(reader_module.CacheReader):
-        def load_scene(self, scene_id, strategy, bf16_bits=False):
+        def load_scene(self, scene_id, strategy, bf16_bits=False, check=False):
             with log.open("a") as f:  # appended from each forked worker
                 f.write(scene_id + "\n")
             # 24 scene ids over the two cached scenes: every read is a real scene block
-            return super().load_scene(SCENES[int(scene_id[1:]) % 2], strategy, bf16_bits)
+            return super().load_scene(SCENES[int(scene_id[1:]) % 2], strategy, bf16_bits, check)
 
     monkeypatch.setattr(reader_module, "CacheReader", LoggingReader)
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "data.num_workers=2",
