@@ -54,7 +54,8 @@ def eval_run(
     split: str = typer.Option(None, help="Default: val (test for SQA3D)."),
     strategy: str = typer.Option("uniform", help="Frame selection the model was trained with."),
     batch_size: int = typer.Option(8, help="Samples per forward (same scene)."),
-    max_new_tokens: int = typer.Option(32, help="Generation length limit for text tasks."),
+    max_new_tokens: int = typer.Option(512, help="Generation length limit for text tasks (the original's 512; "
+                                                 "generation stops earlier at <|im_end|>)."),
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     spatial_instruction: bool = typer.Option(None, "--spatial-instruction/--no-spatial-instruction",
