@@ -59,7 +59,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     from ross3d.train.checkpoint import Checkpointer, export_model
     from ross3d.train.data import (MicroBatchDataset, load_text_samples, micro_batch_order, micro_batches,
                                    remaining_steps)
-    from ross3d.train.engine import build_engine
+    from ross3d.train.engine import build_engine, deepspeed_config
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
     from ross3d.train.sampler import plan_epoch
 
@@ -69,6 +69,9 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     resolved = to_dict(config)
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    ds_config, ds_changes = deepspeed_config(config, dist.world_size)  # a conflicting user file fails here, early
+    for change in ds_changes if dist.is_main else []:
+        log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     model, tokenizer = _model(config, out, dist, resume)
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
@@ -82,7 +85,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         raise ConfigError(f"micro_batch: {len(samples)} samples do not fill one global batch of {global_batch} "
                           f"(micro_batch x grad_accum x world size) in any task group")
     total = config.max_steps or steps_per_epoch * config.epochs
-    engine = build_engine(model, config, dist.world_size, total)
+    engine = build_engine(model, config, ds_config, total)
     dataset = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
     checkpointer = Checkpointer(out, config.save_every, config.keep_checkpoints, dist.rank, resolved)
     step = 0
