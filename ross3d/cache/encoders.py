@@ -95,8 +95,9 @@ class VisionEncoder:
         self.tower = getattr(self.model, "vision_model", self.model)  # transformers 4 nests it, 5 does not
         config = self.model.config
         stored = len(self.tower.encoder.layers)
-        used = int(getattr(config, LAYERS_USED_KEY, None) or stored - 1)
-        if not 1 <= used <= stored:
+        used = getattr(config, LAYERS_USED_KEY, None)
+        used = stored - 1 if used is None else int(used)
+        if not 0 <= used <= stored:
             raise InputError(self.dir / "config.json", f"{LAYERS_USED_KEY} = {used}, but the tower has {stored} layers")
         self.layers = self.tower.encoder.layers[:used]
         self.image_size, self.width = int(config.image_size), int(config.hidden_size)
