@@ -1,6 +1,6 @@
 """The frozen encoders of stage 2, loaded from local folders: the FLUX VAE (diffusers AutoencoderKL; posterior
 mean and logvar) and the SigLIP vision tower (transformers; the output of the full tower's last layer but one,
-without the post layernorm, model-reference 1.3). Each encodes a whole batch in one call, optionally under autocast.
+without the post layernorm, as the original). Each encodes a whole batch in one call, optionally under autocast.
 
 The tower folder is either `convert-checkpoint`'s DST/vision_tower (the tower stored in the LMM checkpoint, its last
 layer already deleted; config.json says how many layers to run in `ross3d_layers_used`) or a plain SigLIP folder,

@@ -1,6 +1,7 @@
 """The SigLIP tower stored inside an LMM checkpoint, written as a transformers SigLIP vision folder that
-`ross3d cache-latents --vision-tower` takes (model-reference 1.3: Ross3D computes its features with the tower of
-the checkpoint it starts from, which LLaVA-Video tuned, not with raw siglip-so400m).
+`ross3d cache-latents --vision-tower` takes. Ross3D computes its features with the tower of the checkpoint it
+starts from (its weights overwrite the raw tower when the checkpoint loads), which LLaVA-Video tuned: raw
+siglip-so400m gives other features.
 
 The releases store the tower under transformers-4.x names, `model.vision_tower.vision_tower.vision_model.*`
 (LLaVA-NeXT; `[model.]vision_tower.vision_model.*` in transformers LLaVA-OneVision folders), with the last of the
@@ -27,7 +28,7 @@ VISION_TOWER_DIR = "vision_tower"
 LAYERS_USED_KEY = "ross3d_layers_used"
 # where the tower's `vision_model.*` tensors sit in each checkpoint layout (first match wins)
 TOWER_PREFIXES = ("model.vision_tower.vision_tower.", "model.vision_tower.", "vision_tower.")
-# google/siglip-so400m-patch14-384, the tower of LLaVA-Video-7B-Qwen2 and Ross3D (model-reference 1.3)
+# google/siglip-so400m-patch14-384, the tower of LLaVA-Video-7B-Qwen2 and Ross3D
 SO400M_NAME = "siglip-so400m-patch14-384"
 SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
           "num_channels": 3, "image_size": 384, "patch_size": 14, "hidden_act": "gelu_pytorch_tanh",

@@ -2,11 +2,11 @@
 sizes the cache dictates. Sizes that are data choices, not weight shapes (frames per sample, SigLIP patch grid, VAE
 shift/scale), follow the cache, also for a checkpoint converted with another preset's frame count
 (`fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
-must match it. The original freezes only the vision tower and the VAE (model-reference 8.1), which are not part of
+must match it. The original freezes only the vision tower and the VAE, which are not part of
 this model, so every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and mask_token.
 
 `<ground>`/`<coord>` are added when the tokenizer lacks them (a converted LLaVA-Video folder that predates them, a
-fresh tokenizer), with their rows at the mean of the existing rows as the original (model-reference 7.3); the
+fresh tokenizer), with their rows at the mean of the existing rows as the original's training script; the
 export keeps them in its tokenizer and config. A fresh run trains a local BPE tokenizer on the samples' texts; it
 is saved into the run directory, so a resumed run and the export use exactly the same ids.
 """
