@@ -254,6 +254,15 @@ def test_tower_shapes_are_checked_with_a_clear_error(release, tmp_path):
                      r"expects \(48,", output), output
 
 
+def test_the_2d_init_refuses_a_trained_denoiser(release, tmp_path):
+    downloads = release["work"] / "downloads"
+    result = CliRunner().invoke(app, ["convert-checkpoint", str(downloads / "llava-video-qwen2-7b-ross3d"),
+                                      str(tmp_path / "out"), "--mm-inv-projector",
+                                      str(downloads / "ross3d-utils" / "mm_inv_projector.bin")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "holds a trained denoiser" in output and not (tmp_path / "out").exists()
+
+
 def test_training_from_llava_video_with_grounding_and_scan2cap(release):
     from ross3d.model.checkpoint import load_model
     from ross3d.train.metrics import read_log

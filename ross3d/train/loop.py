@@ -70,8 +70,9 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     ds_config, ds_changes = deepspeed_config(config, dist.world_size)  # a conflicting user file fails here, early
-    for change in ds_changes if dist.is_main else []:
-        log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
+    if dist.is_main:
+        for change in ds_changes:
+            log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     model, tokenizer = _model(config, out, dist, resume)
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
