@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -63,8 +64,9 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
-    local_rank: int = typer.Option(None, "--local_rank", hidden=True,
-                                   help="Appended by the deepspeed launcher; the rank is read from LOCAL_RANK."),
+    local_rank: Optional[int] = typer.Option(None, "--local_rank", "--local-rank", hidden=True,
+                                             help="Set by the deepspeed launcher (`deepspeed --module "
+                                                  "ross3d_cli.app ...`); the rank is read from LOCAL_RANK."),
 ) -> None:
     """ross3d: raw ScanNet -> PREP -> CACHE -> train -> eval."""
     from ross3d_cli.console import setup_logging

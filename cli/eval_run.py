@@ -55,7 +55,8 @@ def eval_run(
     split: str = typer.Option(None, help="Default: val (test for SQA3D)."),
     strategy: Strategy = typer.Option(Strategy.uniform, help="Frame selection the model was trained with."),
     batch_size: int = typer.Option(8, help="Samples per forward (same scene, similar prompt lengths)."),
-    max_new_tokens: int = typer.Option(32, help="Generation length limit for text tasks."),
+    max_new_tokens: int = typer.Option(512, help="Generation length limit for text tasks (the original's 512; "
+                                                 "generation stops earlier at <|im_end|>)."),
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK "
                                                     "under torchrun)."),

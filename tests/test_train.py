@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ross3d.errors import ConfigError
+from ross3d.errors import ConfigError, InputError
 from ross3d.train.config import load_train_config
 from ross3d.train.loop import train
 from ross3d.train.metrics import read_log
@@ -547,3 +547,49 @@ def pc_equal(table, column: str, value: str):
     import pyarrow.compute as pc
 
     return pc.equal(table[column], value)
+
+
+def test_deepspeed_config_merges_a_user_file_and_refuses_conflicts(tmp_path):
+    from ross3d.train.engine import computed_deepspeed_config, deepspeed_config, merge_deepspeed_config
+
+    cfg = load_train_config(ROOT / "configs/ross3d_7b.yaml")
+    computed = computed_deepspeed_config(cfg, world_size=8)
+    user = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 32, "bf16": {"enabled": "auto"},
+            "fp16": {"enabled": False}, "gradient_clipping": "auto",
+            "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "pin_memory": True},
+                                  "reduce_bucket_size": "auto", "stage3_max_live_parameters": 2e8}}
+    merged, changes = merge_deepspeed_config(computed, user, "ds.json")
+    zero = merged["zero_optimization"]
+    assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True} and zero["stage"] == 3
+    assert zero["stage3_max_live_parameters"] == 2e8 and "reduce_bucket_size" not in zero
+    assert merged["train_batch_size"] == 256 and merged["bf16"] == {"enabled": cfg.precision == "bf16"}
+    assert merged["zero_force_ds_cpu_optimizer"] is False  # offload with the loop's torch AdamW
+    assert any(c.startswith("zero_optimization.offload_optimizer.device: absent -> cpu") for c in changes)
+    assert any(c.startswith("zero_optimization.reduce_bucket_size: auto") for c in changes)
+    assert not any(c.startswith(("train_", "gradient_", "bf16")) for c in changes)  # agreeing or auto: unchanged
+    bad = {"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}}
+    with pytest.raises(ConfigError) as err:
+        merge_deepspeed_config(computed, bad, "ds.json")
+    assert "train_micro_batch_size_per_gpu = 4" in str(err.value) and "(set micro_batch)" in str(err.value)
+    assert "zero_optimization.stage = 2" in str(err.value) and "optimizer: the loop provides" in str(err.value)
+    with pytest.raises(ConfigError, match="fp16.enabled"):
+        merge_deepspeed_config(computed, {"fp16": {"enabled": True}}, "ds.json")
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"overlap_comm": True}}))
+    cfg.deepspeed_config = str(tmp_path / "ds.json")
+    assert deepspeed_config(cfg, 8)[0]["zero_optimization"]["overlap_comm"] is True
+    assert computed_deepspeed_config(load_train_config(ROOT / "configs/ross3d_7b.yaml"), 8) == computed
+    cfg.deepspeed_config = str(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="missing.json"):
+        deepspeed_config(cfg, 8)
+
+
+def test_sizes_that_are_no_weight_shape_follow_the_cache():
+    from ross3d.model.config import preset
+    from ross3d.train.model_setup import fit_to_cache
+
+    sizes = {"n_frames": 4, "patch_grid": 27, "vision_dim": 1152, "bev_latent_grid": 54, "latent_channels": 16,
+             "latent_shift": 0.0, "latent_scale": 0.5}
+    fitted = fit_to_cache(preset("7b"), sizes, "model.init: x")
+    assert (fitted.n_frames, fitted.latent_shift, fitted.latent_scale) == (4, 0.0, 0.5)
+    with pytest.raises(ConfigError, match=r"model.init: x does not fit the cache .*vision_dim"):
+        fit_to_cache(preset("7b"), {**sizes, "vision_dim": 32}, "model.init: x")

@@ -2,10 +2,11 @@
 original release's jsonl format.
 
 Text tasks (ScanQA, SQA3D, Scan2Cap) are answered by batched greedy generation with the KV cache, prompts built as
-the original's evaluation does (raw first turn, no spatial sentence unless asked). Grounding tasks (ScanRefer,
-Multi3DRefer) run one teacher-forced forward over (prompt, `<ground>`) and score the `<ground>` state against the
-candidates: imported proposals when PREP_DIR holds proposals.parquet, else the scene's GT objects (then the result
-measures grounding with perfect proposals, and the answer file says so in `proposals`).
+the original's evaluation does (raw first turn, no spatial sentence unless asked), up to 512 new tokens with a stop
+at `<|im_end|>` / `<|endoftext|>` as the original (a shorter limit cuts Scan2Cap captions and every caption metric).
+Grounding tasks (ScanRefer, Multi3DRefer) run one teacher-forced forward over (prompt, `<ground>`) and score the
+`<ground>` state against the candidates: imported proposals when PREP_DIR holds proposals.parquet, else the scene's GT
+objects (then the result measures grounding with perfect proposals, and the answer file says so in `proposals`).
 
 A benchmark is answered in batches of one scene's samples (one scene read serves them all), each scene's samples
 sorted by prompt length so that a batch pads little; `plan` fixes the batches, `answer` answers one, and the answer
@@ -34,7 +35,7 @@ BENCHMARK_SPLITS = {"scanqa": "val", "sqa3d": "test", "scan2cap": "val", "scanre
 class EvalOptions:
     strategy: str = "uniform"
     batch_size: int = 8
-    max_new_tokens: int = 32
+    max_new_tokens: int = 512
     limit: int | None = None  # first N samples of each benchmark (a quick look)
     split: str | None = None  # default: the benchmark's standard split (BENCHMARK_SPLITS)
     # None: as the checkpoint was trained (config.extra["spatial_instruction"]); the original's evaluation omits the
@@ -57,25 +58,29 @@ class Evaluator:
     `answers(benchmark)` in one process."""
 
     def __init__(self, checkpoint: str | Path, cache_dir: str | Path, prep_dir: str | Path, options: EvalOptions):
-        from transformers import PreTrainedTokenizerFast
-
         from ross3d.cache.encoders import resolve_device
         from ross3d.eval.proposals import ProposalSource
         from ross3d.eval.scoring import object_boxes
         from ross3d.model.checkpoint import load_model
+        from ross3d.model.tokenizer import load_tokenizer
+        from ross3d.train.model_setup import cache_sizes, fit_to_cache
 
         self.checkpoint, self.options, self.prep_dir = Path(checkpoint), options, Path(prep_dir)
         options.device = str(resolve_device(options.device))
-        self.model, _ = load_model(self.checkpoint)
+        dtype = torch.bfloat16 if str(options.device).startswith("cuda") else torch.float32
+        self.model, _ = load_model(self.checkpoint, dtype=dtype)
+        self.model.config = fit_to_cache(self.model.config, cache_sizes(cache_dir, options.strategy),
+                                         f"--checkpoint {self.checkpoint}")
         self.model.to(options.device).eval()
-        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(self.checkpoint)
+        self.tokenizer = load_tokenizer(self.checkpoint)
         self.encoder = ChatEncoder(self.tokenizer, self.model.config.image_token_id)
         if options.spatial_instruction is None:
             options.spatial_instruction = bool(self.model.config.extra.get("spatial_instruction", False))
         self.scenes = SceneCache(str(cache_dir), options.strategy, size=2)
         self.proposals = ProposalSource(prep_dir, options.strategy)
         self._proposal_scene: tuple[str | None, dict] = (None, {})
-        self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        stops = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        self.stop_ids = [i for i in stops if i is not None and i != self.tokenizer.unk_token_id]
         self.gt_boxes = object_boxes(self.prep_dir / "objects.parquet")
 
     def samples(self, benchmark: str) -> list:

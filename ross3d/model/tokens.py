@@ -57,3 +57,12 @@ def add_tokens(tokenizer, llm) -> dict[str, int]:
             if new and w.numel():
                 w[new] = w[:n_before].float().mean(0).to(w.dtype)
     return ids
+
+
+def add_model_tokens(model, tokenizer) -> dict[str, int]:
+    """`add_tokens` for a Ross3D model: tokens the tokenizer lacks are added with mean-initialised rows, tokens it has
+    keep their ids and rows; the ids and the vocabulary rows go into `model.config`. Returns {token: id}."""
+    ids = add_tokens(tokenizer, model.llm)
+    model.config = model.config.replace(ground_token_id=ids[GROUND_TOKEN], coord_token_id=ids[COORD_TOKEN],
+                                        vocab_size=_rows(model.llm.get_input_embeddings().weight))
+    return ids

@@ -69,6 +69,8 @@ class TrainConfig:
     max_steps: int = 0  # > 0: stop after this many optimizer steps (the schedule spans them)
     zero_stage: Literal[2, 3] = 2
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # a DeepSpeed JSON merged into the computed config (offload, stage-3 knobs); keys the loop sets must agree
+    deepspeed_config: str | None = None
     save_every: int = 0  # optimizer steps between resumable checkpoints; 0: only at the end
     keep_checkpoints: int = 2
     log_every: int = 1

@@ -94,7 +94,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     from ross3d.train.checkpoint import Checkpointer, export_model
     from ross3d.train.data import (MicroBatchDataset, check_cache, load_text_samples, micro_batch_order,
                                    micro_batches, remaining_steps)
-    from ross3d.train.engine import build_engine
+    from ross3d.train.engine import build_engine, deepspeed_config
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
     from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
@@ -104,6 +104,10 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     resolved = to_dict(config)
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    ds_config, ds_changes = deepspeed_config(config, dist.world_size)  # a conflicting user file fails here, early
+    if dist.is_main:
+        for change in ds_changes:
+            log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     model, tokenizer = _model(config, out, dist, resume)
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     check_cache(config.data, samples)
@@ -121,7 +125,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         raise ConfigError(f"micro_batch: {len(samples)} samples do not fill one global batch of {global_batch} "
                           f"(micro_batch x grad_accum x world size) in any task group")
     total = config.max_steps or steps_per_epoch * config.epochs
-    engine = build_engine(model, config, dist.world_size, total)
+    engine = build_engine(model, config, ds_config, total)
     dataset = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
     checkpointer = Checkpointer(out, config.save_every, config.keep_checkpoints, dist.rank, resolved)
     step = 0

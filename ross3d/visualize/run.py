@@ -100,11 +100,11 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     """Reconstruct one sample of a model folder; write the picture when out_png is given (`clip=False`: sample
     without the original's x0 clamping). Returns the report: scene, sample, step, masked views, settings,
     per-reconstruction metrics and the picture's path."""
-    from transformers import PreTrainedTokenizerFast
-
     from ross3d.cache.encoders import resolve_device
     from ross3d.model.checkpoint import load_model
     from ross3d.model.diffusion import SAMPLERS
+    from ross3d.model.tokenizer import load_tokenizer
+    from ross3d.train.model_setup import cache_sizes, fit_to_cache
     from ross3d.visualize.reconstruct import reconstruct, view_mask_for
     from ross3d.visualize.vae import check_vae, load_vae
 
@@ -118,9 +118,10 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     if vae_dir is not None:  # refuse a wrong VAE before the model is loaded
         check_vae(vae_dir, cache_dir)
     dev = resolve_device(device)
-    model, _ = load_model(checkpoint, dtype=torch.bfloat16 if dev.type == "cuda" else None)
+    model, _ = load_model(checkpoint, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    model.config = fit_to_cache(model.config, cache_sizes(cache_dir, strategy), str(checkpoint))
     model.to(dev)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(checkpoint))
+    tokenizer = load_tokenizer(checkpoint)
     row = pick_sample(samples_path, scene_id, sample_id)
     batch = move(sample_batch(row, samples_path, cache_dir, strategy, tokenizer, model.config.image_token_id,
                               spatial_instruction), dev)
