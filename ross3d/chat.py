@@ -1,6 +1,6 @@
 """Qwen chat-format encoding of one sample, with the original's label masking; shared by training and evaluation.
 
-Format (model-reference 7.3): `<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n`, then per turn
+Format (docs/original-model.md 7.3): `<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n`, then per turn
 `<|im_start|>{role}\\n{content}<|im_end|>\\n`. The `<image>` marker becomes one placeholder id that the model replaces
 by the visual tokens. Labels: system and user turns -100, the assistant turn fully supervised (including its
 `<|im_start|>assistant\\n` header); then every "\\n", `<|im_start|>` and `<|im_end|>` token is supervised everywhere,

@@ -1,6 +1,6 @@
 """The frozen encoders of stage 2, loaded from local folders: the FLUX VAE (diffusers AutoencoderKL; posterior
 mean and logvar) and the SigLIP vision tower (transformers; the output of all layers but the last, without the post
-layernorm, model-reference 1.3). Each encodes a whole batch in one call, optionally under autocast."""
+layernorm, docs/original-model.md 1.3). Each encodes a whole batch in one call, optionally under autocast."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Model and tokenizer for a run: from a ross3d model folder (`model.init`) or fresh from a size preset, with the
 sizes the cache dictates (frames, feature width, BEV latent grid, VAE shift/scale). The original freezes only the
-vision tower and the VAE (model-reference 8.1), which are not part of this model, so every parameter trains:
+vision tower and the VAE (docs/original-model.md 8.1), which are not part of this model, so every parameter trains:
 projector, LLM, denoiser, grounding heads, image_newline and mask_token.
 
 A fresh run trains a local BPE tokenizer on the samples' texts and adds `<ground>`/`<coord>`; the tokenizer is
