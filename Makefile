@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 MODEL ?= $(DEMO_DIR)/checkpoints/final
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test demo eval bench clean-demo
+.PHONY: setup system-deps test test-fast demo eval bench clean-demo
 
 setup: $(STAMP)
 
@@ -37,6 +37,14 @@ $(STAMP): pyproject.toml | system-deps
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# A quick subset (about a minute on 2 idle cores): pure unit tests, no subprocess, JVM, DeepSpeed or training run.
+FAST_TESTS := tests/test_chat.py tests/test_config_tree.py tests/test_eval_metrics.py tests/test_model_parts.py \
+	tests/test_sampler.py tests/test_sens.py tests/test_scene.py tests/test_render.py tests/test_cache_store.py \
+	tests/test_cache_units.py tests/test_prep_scannet_units.py tests/test_prep_qa.py tests/test_prep_qa_problems.py \
+	tests/test_docs.py tests/test_packaging.py
+test-fast: setup
+	$(VENV)/bin/pytest $(FAST_TESTS) -k "not pycocoevalcap and not cli and not jvm and not meteor" $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m ross3d_cli.demo --out $(DEMO_DIR)
