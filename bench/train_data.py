@@ -4,7 +4,7 @@ Ours: `ross3d.train.data.MicroBatchDataset` (one micro-batch of 1 sample per ite
 contract's sizes (32 views, SigLIP features 729 x 1152, VAE posteriors 32 x 16 x 27 x 27, BEV 16 x 54 x 54), read
 through CacheReader; "cold" keeps no scene in memory and alternates scenes, so every sample reads its scene block
 (the worst case), "warm" serves samples of a scene already read. The cache files are in the page cache, as the
-cache was just written: a cache larger than memory reads at the disk's speed instead (57 MB per cold sample). The original (model-reference 7.4-7.5): per sample,
+cache was just written: a cache larger than memory reads at the disk's speed instead (57 MB per cold sample). The original (docs/original-model.md 7.4-7.5): per sample,
 decode 32 ScanNet-size JPEGs (1296x968) and 32 depth PNGs (640x480), unproject and crop the world coordinates,
 resize and crop the views and apply the SigLIP normalisation, and VAE-encode the BEV (432) and 8 views (216), with a
 tiny random FLUX-shaped VAE on CPU (the real VAE would make the original far slower). The frames are the scenes'

@@ -68,7 +68,7 @@ def _read_json(path: Path) -> dict:
 
 
 def summarize(out: Path, stage_seconds: dict[str, float]) -> dict:
-    """summary.json (DESIGN.md stage 4): metrics, baselines, beats_baseline, losses and picture paths."""
+    """summary.json (README.md, `make demo`): metrics, baselines, beats_baseline, losses and picture paths."""
     from ross3d.eval.baselines import HEADLINE
 
     results = out / "results"

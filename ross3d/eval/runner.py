@@ -39,7 +39,7 @@ class EvalOptions:
     limit: int | None = None  # first N samples of each benchmark (a quick look)
     split: str | None = None  # default: the benchmark's standard split (BENCHMARK_SPLITS)
     # None: as the checkpoint was trained (config.extra["spatial_instruction"]); the original's evaluation omits the
-    # sentence although its training adds it (data-and-eval-reference A.0), reproduce that with False
+    # sentence although its training adds it (docs/original-data.md A.0), reproduce that with False
     spatial_instruction: bool | None = None
     device: str | None = None  # None: cuda when available
 
@@ -166,7 +166,7 @@ class Evaluator:
             line = self._line(row, benchmark)
             gt = [self.gt_boxes[(row.scene_id, int(o))] for o in row.object_ids]
             line["proposals"] = source
-            if benchmark == "scanrefer":  # the zero target is never the answer (data-and-eval-reference A.4)
+            if benchmark == "scanrefer":  # the zero target is never the answer (docs/original-data.md A.4)
                 line["pred_response"] = boxes[int(np.argmax(s[:-1]))] if boxes else [0.0] * 6
                 line["gt_response"] = gt[0]
             else:

@@ -1,6 +1,6 @@
 """Gaussian diffusion for the denoiser: Nichol-Dhariwal cosine schedule, q_sample, eps-MSE loss, and sampling.
 
-Training follows the original (model-reference.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
+Training follows the original (docs/original-model.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
 `beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE.
 Sampling uses diffusers' DDPMScheduler / DDIMScheduler with `beta_schedule="squaredcos_cap_v2"`, whose betas are
 the same formula (tests check this), respaced to fewer steps by the scheduler's `set_timesteps`. As the original's

@@ -1,6 +1,6 @@
 """Reconstruction losses (cross-view and BEV) and sampling/decoding of reconstructions.
 
-Conditioning (model-reference.md 3, 4.3): the final post-norm hidden states of the unmasked frames' visual tokens
+Conditioning (docs/original-model.md 3, 4.3): the final post-norm hidden states of the unmasked frames' visual tokens
 (newlines stripped) pass the non-affine LayerNorm and the attention pooler of their kind. Targets: VAE latents of
 the masked views (each repeated `view_repeat` times with its own t and noise) and of the BEV. Losses are per-sample
 means; the BEV mean is mask-weighted and 0 for an empty mask. Both denoiser calls always run (a zero-weighted dummy

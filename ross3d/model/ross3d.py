@@ -57,7 +57,7 @@ class Ross3D(nn.Module):
         d = config.hidden_size
         self.projector = Projector(config.vision_dim, d)
         self.image_newline = nn.Parameter(torch.randn(d) / math.sqrt(d))
-        self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (model-reference 11.1)
+        self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (docs/original-model.md 11, item 1)
         self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
         self.ground_head = GroundingHead(d, config.ground_temperature)

@@ -1,7 +1,7 @@
 """The added vocabulary: `<ground>` and `<coord>` as special tokens whose new embedding rows (input and output)
 start at the mean of the existing rows, also when the weights are ZeRO-3-partitioned.
 
-Decision (model-reference.md 11.13 and 7.3): the original shrank the checkpoint's padded 152,064-row matrix to
+Decision (docs/original-model.md 11, item 13 and 7.3): the original shrank the checkpoint's padded 152,064-row matrix to
 len(tokenizer) and reused padded rows, with a mean-init that was a no-op under ZeRO-3. Here the matrix only grows
 (never shrinks): new ids past the matrix extend it; new ids inside it (padded rows) are overwritten. The mean is
 over the rows of the tokens that existed before (ids < len(tokenizer) before adding), and it is computed on the

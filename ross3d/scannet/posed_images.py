@@ -196,7 +196,7 @@ class ReleasedSelection:
 
 
 def load_selection_file(path: str | Path) -> dict[str, ReleasedSelection]:
-    """The original's max-coverage output (data-and-eval-reference B.7), keyed by scene id."""
+    """The original's max-coverage output (docs/original-data.md B.7), keyed by scene id."""
     path = Path(path)
     records = _load_json(path)
     if not isinstance(records, list):

@@ -2,7 +2,7 @@
 `ross3d prep scannet --source posed-images` path is testable without the real downloads:
 
 - `OUT/posed_images/<scene>/`: every stride-th frame of the `.sens` as the original export writes it
-  (data-and-eval-reference B.3): `<idx5>.jpg` colour **re-encoded** (PIL, quality 75 as imageio's default),
+  (docs/original-data.md B.3): `<idx5>.jpg` colour **re-encoded** (PIL, quality 75 as imageio's default),
   `<idx5>.png` 16-bit depth in mm, `<idx5>.txt` the raw camera-to-world pose as 4 lines of `%f` values (`-inf`
   for invalid poses), `intrinsic.txt` and `depth_intrinsic.txt`;
 - `OUT/embodiedscan/embodiedscan_infos.pkl`: `{"metainfo": ..., "data_list": [...]}` with one item per scene

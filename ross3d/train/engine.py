@@ -1,7 +1,7 @@
 """DeepSpeed around the model: process-group setup (single process, `deepspeed` or `torchrun` launchers, one or
 many nodes), the ZeRO config, torch AdamW as the client optimizer and the warmup + cosine schedule.
 
-On a machine without CUDA the CPU accelerator, the gloo backend and fp32 are used (platform-notes "DeepSpeed on
+On a machine without CUDA the CPU accelerator, the gloo backend and fp32 are used (docs/platform.md, "DeepSpeed on
 CPU"); on GPU nccl and bf16 unless the config says fp32.
 
 `deepspeed_config: PATH` merges a user's DeepSpeed JSON (offload, stage-3 knobs, e.g. the original's zero3.json)
@@ -63,7 +63,7 @@ def init_distributed() -> DistInfo:
 
     The group lives until the process exits (DeepSpeed caches groups module-wide, so a later run in the same
     process, e.g. a test, reuses it); the exit handler runs a barrier before destroying it, which ZeRO-3 needs
-    (platform-notes)."""
+    (docs/platform.md)."""
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -1,4 +1,4 @@
-"""Training metrics: the per-optimizer-step record (OUTPUT_DIR/log.jsonl, DESIGN.md stage 3), TensorBoard and
+"""Training metrics: the per-optimizer-step record (OUTPUT_DIR/log.jsonl, README.md, Stage 3), TensorBoard and
 optional wandb, a callback for the console line, and the loss-curve PNG at the end. Only rank 0 writes."""
 
 from __future__ import annotations

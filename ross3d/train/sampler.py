@@ -1,6 +1,6 @@
 """Epoch plans: which samples form each optimizer step, and which of them each rank trains on.
 
-`task` grouping follows the original (model-reference section 9): per task group a seeded permutation cut into
+`task` grouping follows the original (docs/original-model.md section 9): per task group a seeded permutation cut into
 chunks of one global batch, each chunk sorted by text length (descending), all chunks shuffled together, so every
 optimizer step holds a single task. Unlike the original, only the incomplete remainder of each group is dropped
 (the original also dropped the last full chunk). `shuffle` is a plain seeded permutation. A plan is a pure function
