@@ -1,6 +1,6 @@
 """Qwen chat-format encoding of one sample, token for token as the original's training and evaluation build it.
 
-Training (model-reference 7.3): `<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n`, then per turn
+Training (docs/original-model.md 7.3): `<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n`, then per turn
 `<|im_start|>{role}\\n{content}<|im_end|>\\n`, each turn tokenised as one text in which `<image>` is a special token
 (one placeholder id that the model replaces by the visual tokens). With the spatial instruction the first user turn
 is rewritten to `<image>\\n{instruction}\\n{turn without <image>}`; the rest keeps its leading space

@@ -21,7 +21,7 @@ INSTRUCTION = ("The video captures 3D spatial information of a scene. Please foc
                "video and answer the following questions.")
 REFER = ("<image>Identify the object according to the following description.\n"
          "This is a brown chair. It is near the desk.")
-# (first turn, answer) of every task, written out from the original's templates (data-and-eval-reference A, B.8)
+# (first turn, answer) of every task, written out from the original's templates (docs/original-data.md A, B.8)
 TASKS = {
     "scanqa": ("<image> What is in the right corner of the room by the curtains? Answer the question simply.",
                "brown cabinet with tv sitting in it"),
