@@ -11,7 +11,7 @@ MODEL ?= $(DEMO_DIR)/checkpoints/final
 PYTEST_ARGS ?=
 FLOORS_VENV ?= .venv-floors
 
-.PHONY: setup system-deps test test-floors demo eval bench clean-demo
+.PHONY: setup system-deps test test-fast test-floors demo eval bench clean-demo
 
 setup: $(STAMP)
 
@@ -39,6 +39,15 @@ $(STAMP): pyproject.toml | system-deps
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# A quick subset (under a minute of CPU): pure unit tests, no subprocess, JVM, DeepSpeed or training run.
+FAST_TESTS := tests/test_chat.py tests/test_config_tree.py tests/test_eval_metrics.py tests/test_model_parts.py \
+	tests/test_sampler.py tests/test_sens.py tests/test_scene.py tests/test_render.py tests/test_cache_store.py \
+	tests/test_cache_units.py tests/test_prep_scannet_units.py tests/test_prep_qa.py tests/test_prep_qa_problems.py \
+	tests/test_safe_pickle.py tests/test_docs.py tests/test_packaging.py
+FAST_SELECT := -k "not pycocoevalcap and not cli and not jvm and not meteor"
+test-fast: setup
+	$(VENV)/bin/pytest $(FAST_TESTS) $(FAST_SELECT) $(PYTEST_ARGS)
+
 # The declared dependency floors: a separate venv with every lower bound of pyproject.toml installed exactly
 # (constraints/floors.txt), then the fast tests. Slow (a full install); not part of `make test`. DeepSpeed's JIT ops
 # are built into the floors venv, so the two venvs never rebuild each other's.
@@ -47,7 +56,8 @@ test-floors: system-deps
 	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(FLOORS_VENV)/bin/python -m pip install -q -c constraints/floors.txt "$(TORCH_SPEC)"
 	DS_BUILD_OPS=0 $(FLOORS_VENV)/bin/python -m pip install -q -c constraints/floors.txt -e ".[dev,ray]"
-	TORCH_EXTENSIONS_DIR=$(abspath $(FLOORS_VENV))/torch_extensions $(FLOORS_VENV)/bin/pytest $(PYTEST_ARGS)
+	TORCH_EXTENSIONS_DIR=$(abspath $(FLOORS_VENV))/torch_extensions $(FLOORS_VENV)/bin/pytest $(FAST_TESTS) \
+	    $(FAST_SELECT) $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m ross3d_cli.demo --out $(DEMO_DIR)
