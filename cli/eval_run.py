@@ -107,8 +107,13 @@ def eval_score(
     samples: Path = typer.Option(None, help="PREP_DIR/samples.parquet (references)."),
     out: Path = typer.Option(..., help="METRICS.json to write (a CSV is written beside it)."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
+    split: str = typer.Option(None, help="The samples' split to score against with --samples (default: the one the "
+                                         "benchmark reports: test for SQA3D, val for the others)."),
+    partial: bool = typer.Option(False, "--partial", help="Score an answers file that covers only part of the "
+                                                          "references (refused by default)."),
 ) -> None:
-    """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv."""
+    """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv. With references, a file that
+    does not answer every referenced sample is refused (naming what is missing) unless --partial."""
     from ross3d.eval.scoring import (check_lines, coverage, read_answers, references_from_questions,
                                      references_from_samples, score, write_metrics)
     from ross3d_cli.console import console, user_errors
@@ -122,16 +127,23 @@ def eval_score(
         if questions is not None:
             refs = references_from_questions(questions)
         elif samples is not None:
-            refs = references_from_samples(samples, benchmark)
+            refs = references_from_samples(samples, benchmark, split)
         lines = read_answers(answers)
         check_lines(benchmark, lines, answers)
-        metrics = score(benchmark, lines, refs, scan2cap_unmatched)
+        metrics = score(benchmark, lines, refs, scan2cap_unmatched)  # an answer without a reference fails here
+        answered, expected, missing = coverage(lines, refs) if refs else (len(lines), None, [])
+        if missing and not partial:
+            from ross3d.errors import InputError
+
+            raise InputError(answers, f"answers {answered} of the {expected} {benchmark} samples of the references; "
+                                      f"missing {', '.join(map(repr, missing[:3]))}"
+                                      f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''} "
+                                      "(--partial scores it anyway)")
         write_metrics(metrics, out)
     _print_metrics(benchmark, metrics)
     if refs:
-        answered, expected = coverage(lines, refs)
         console.print(f"coverage: {answered} of {expected} {benchmark} samples answered"
-                      + ("" if answered == expected else " (partial answers file)"), highlight=False)
+                      + ("" if not missing else " (partial answers file)"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

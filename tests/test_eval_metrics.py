@@ -352,14 +352,18 @@ def test_malformed_and_duplicated_answer_lines_are_one_line_errors(tmp_path):
         assert "Traceback" not in result.output
 
 
-def test_score_reports_coverage_of_the_references(tmp_path):
+def test_score_refuses_a_partial_file_and_reports_coverage(tmp_path):
     questions = tmp_path / "q.json"
     questions.write_text(json.dumps([
         {"id": f"q{k}", "conversations": [{"from": "human", "value": "<image> Q?"}, {"from": "gpt", "value": "yes"}],
          "metadata": {"answers": ["yes"]}} for k in range(3)]))
     answers = _write_jsonl(tmp_path / "a.jsonl", [_original_line("sqa3d", "q0", "yes", "yes"),
                                                   _original_line("sqa3d", "q2", "no", "yes")])
-    result = _score_cli("sqa3d", answers, "--questions", questions, "--out", tmp_path / "M.json")
+    refused = _score_cli("sqa3d", answers, "--questions", questions, "--out", tmp_path / "M.json")
+    assert refused.exit_code == 1 and not (tmp_path / "M.json").exists()
+    assert " ".join(refused.output.split()) == (f"error: {answers}: answers 2 of the 3 sqa3d samples of the references; "
+                                                "missing 'q1' (--partial scores it anyway)")
+    result = _score_cli("sqa3d", answers, "--questions", questions, "--out", tmp_path / "M.json", "--partial")
     assert result.exit_code == 0, result.output
     assert "coverage: 2 of 3 sqa3d samples answered (partial answers file)" in " ".join(result.output.split())
 

@@ -69,7 +69,8 @@ def evaluate(checkpoint: str | Path, cache: str | Path, samples: str | Path, out
         return None
     metrics, baselines = {}, {}
     for bench in benchmarks:
-        metrics[bench] = score(bench, answers[bench], references_from_samples(samples, bench), scan2cap_unmatched)
+        metrics[bench] = score(bench, answers[bench], references_from_samples(samples, bench, options.split),
+                               scan2cap_unmatched)
         write_metrics(metrics[bench], out / bench / "METRICS.json")
         if baseline:
             baselines[bench] = baseline_metrics(samples.parent, bench, limit=options.limit)

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from ross3d.chat import ChatEncoder
+from ross3d.eval.scoring import BENCHMARK_SPLITS
 from ross3d.progress import NullProgress, Progress
 from ross3d.train.data import GROUNDING_TASKS, SceneCache, TextSample, collate
 
 DATASET_NAMES = {"scanqa": "scanQA", "sqa3d": "sqa3d", "scan2cap": "scan2cap", "scanrefer": "scanrefer",
                  "multi3drefer": "multi3drefer"}
-BENCHMARK_SPLITS = {"scanqa": "val", "sqa3d": "test", "scan2cap": "val", "scanrefer": "val", "multi3drefer": "val"}
 
 
 @dataclass

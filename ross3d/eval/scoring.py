@@ -16,6 +16,8 @@ from ross3d.errors import InputError
 log = logging.getLogger(__name__)
 BENCHMARKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
 GROUNDING = ("scanrefer", "multi3drefer")
+# the split each benchmark reports (docs/original-data.md A.0): SQA3D its test split, the others val
+BENCHMARK_SPLITS = {"scanqa": "val", "sqa3d": "test", "scan2cap": "val", "scanrefer": "val", "multi3drefer": "val"}
 
 
 def read_answers(path: str | Path) -> list[dict]:
@@ -60,12 +62,13 @@ def object_boxes(path: str | Path) -> dict[tuple[str, int], list[float]]:
             zip(*(table[c].to_pylist() for c in ("scene_id", "object_id", "box")))}
 
 
-def references_from_samples(path: str | Path, benchmark: str) -> dict[str, dict]:
-    """sample_id -> {answers, box_input, question_type} from PREP_DIR/samples.parquet; for the grounding
-    benchmarks also gt_boxes, the samples' target objects' boxes from objects.parquet beside it."""
+def references_from_samples(path: str | Path, benchmark: str, split: str | None = None) -> dict[str, dict]:
+    """sample_id -> {answers, box_input, question_type} of the benchmark's samples of `split` (default: the split it
+    reports, BENCHMARK_SPLITS) in PREP_DIR/samples.parquet; for the grounding benchmarks also gt_boxes, the samples'
+    target objects' boxes from objects.parquet beside it."""
     from ross3d.prep.qa.schema import read_samples
 
-    samples = read_samples(path, tasks=[benchmark])
+    samples = read_samples(path, tasks=[benchmark], splits=[split or BENCHMARK_SPLITS[benchmark]])
     boxes = object_boxes(Path(path).with_name("objects.parquet")) if benchmark in GROUNDING else {}
     refs = {}
     for s in samples:
@@ -147,10 +150,12 @@ def check_lines(benchmark: str, lines: list, source: str | Path) -> None:
                                      f"of line {seen}")
 
 
-def coverage(lines: list[dict], references: dict[str, dict]) -> tuple[int, int]:
-    """(answered, expected): how many of the references' samples the answer lines cover."""
+def coverage(lines: list[dict], references: dict[str, dict]) -> tuple[int, int, list[str]]:
+    """(answered, expected, missing ids): how many of the references' samples the answer lines cover, and the ids of
+    the references no line answers (in the references' order)."""
     answered = {id(_reference(references, str(line["sample_id"]))) for line in lines} - {id(None)}
-    return len(answered), len(references)
+    missing = [key for key, ref in references.items() if id(ref) not in answered]
+    return len(references) - len(missing), len(references), missing
 
 
 def _reference(refs: dict[str, dict], sample_id: str) -> dict | None:
