@@ -15,7 +15,6 @@ stored layer, without the post-layernorm ("layer -2" of the full tower). A plain
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ross3d.errors import ConfigError, InputError
+from ross3d.jsonfile import read_json
 
 VISION_TOWER_DIR = "vision_tower"
 LAYERS_USED_KEY = "ross3d_layers_used"
@@ -77,13 +77,8 @@ def full_tower_config(path: str | Path | None = None) -> tuple[dict, str]:
     if path is None:
         return dict(SO400M), SO400M_NAME
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputError(path, "missing") from err
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"not valid JSON ({err})") from err
-    data = data.get("vision_config", data)
+    data = read_json(path)
+    data = data.get("vision_config", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or "hidden_size" not in data or "num_hidden_layers" not in data:
         raise InputError(path, "not a SiglipVisionConfig (needs hidden_size, num_hidden_layers, ...)")
     fields = {k: v for k, v in data.items() if not k.startswith("_") and k not in

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ross3d.errors import ConfigError, InputError
+from ross3d.jsonfile import read_json
 from ross3d.train.config import TrainConfig
 
 # DeepSpeed keys the loop computes, with the train config key that sets each
@@ -163,12 +164,7 @@ def deepspeed_config(config: TrainConfig, world_size: int) -> tuple[dict, list[s
     if not config.deepspeed_config:
         return computed, []
     path = Path(config.deepspeed_config)
-    try:
-        user = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputError(path, "missing (train option deepspeed_config)") from err
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"not valid JSON ({err})") from err
+    user = read_json(path, "train option deepspeed_config")
     if not isinstance(user, dict):
         raise InputError(path, "not a DeepSpeed config (a JSON object)")
     return merge_deepspeed_config(computed, user, str(path))
