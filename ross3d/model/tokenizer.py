@@ -27,7 +27,9 @@ def load_tokenizer(folder: str | Path):
 
     The class named in tokenizer_config.json (its fast variant when there is one) is used directly: with the
     LLaVA-NeXT config.json beside it (`model_type: llava`), transformers 5's AutoTokenizer picks a generic backend
-    that cannot read the slow files. Other folders go through AutoTokenizer."""
+    that cannot read the slow files. A folder with a generic class and a tokenizer.json (what ross3d writes) is read
+    by PreTrainedTokenizerFast itself: AutoTokenizer would parse the `model_type: ross3d` config.json beside it and
+    print a transformers warning into the command's output. Other folders go through AutoTokenizer."""
     import json
 
     import transformers
@@ -40,7 +42,9 @@ def load_tokenizer(folder: str | Path):
     except (OSError, ValueError):
         named = ""
     cls = None
-    if named not in GENERIC_TOKENIZER_CLASSES:
+    if named in GENERIC_TOKENIZER_CLASSES and (folder / "tokenizer.json").is_file():
+        cls = transformers.PreTrainedTokenizerFast
+    elif named not in GENERIC_TOKENIZER_CLASSES:
         base = named.removesuffix("Fast")
         cls = getattr(transformers, base + "Fast", None) or getattr(transformers, base, None)
     try:
