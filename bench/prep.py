@@ -1,16 +1,30 @@
-"""Benchmark of `ross3d prep scannet` against the original's way, on one ScanNet-sized synthetic scene.
+"""Benchmark of `ross3d prep scannet` against the original's way, on a ScanNet-sized synthetic scene.
 
 Input: a scan with N frames of 1296x968 JPEG + 640x480 zlib depth and a ~300k-triangle mesh (tests' scene helper,
-scaled up; default 600 frames, so 60 candidates at stride 10). Rows, same input side by side:
-- .sens stage: original = per-field struct parse of the whole stream into memory (SensorData), then for every 10th
-  frame JPEG decode + re-encode, depth PNG and pose txt (generate_image_scannet.py --fast); ours = one streaming
-  pass that seeks over skipped frames, keeps the JPEG bytes, writes frames.parquet and the zarr depth.
+scaled up; default 600 frames, so 60 candidates at stride 10). Rows, same input side by side, one run:
+- .sens stage (read only): original = per-field struct parse of the whole stream into memory (SensorData), then
+  for every 10th frame JPEG decode + re-encode, depth PNG and pose txt (generate_image_scannet.py --fast); ours =
+  one streaming pass that seeks over skipped frames, keeps the JPEG bytes, writes frames.parquet and the zarr
+  depth (no voxelisation).
 - max-coverage: original = per-frame unique voxel tuples as Python sets, intersection with the mesh voxel set and
-  a set-based greedy (with our seeded tie-break so the selection can be compared); ours = voxel keys + sparse
-  greedy. Shown for the greedy alone and with the per-frame voxelisation.
+  a set-based greedy (with our seeded tie-break so the selection can be compared); ours = batched voxel ids +
+  bitset greedy. Shown for the greedy alone and with the per-frame voxelisation.
 - peak RSS of the .sens stage at N and 2N frames (separate processes).
-- BEV 432x432 of the mesh on one core (a pinned process); the whole per-scene job with its stage timings.
-Usage: .venv/bin/python bench/prep.py [--frames 300] [--workdir DIR]
+- BEV 432x432 of the mesh on one core (a pinned process).
+- importing open3d whole vs its compiled module only (ross3d.open3d_core), fresh processes.
+- the whole prep of the scene (`prep_scannet`: everything PREP_DIR holds for it) against the original's export
+  alone: in a fresh process after the Python imports (cold: includes loading open3d and first-use costs) and as
+  the second scene of a process (warm: what a worker of a many-scene run pays); its manifest stage timings.
+- a many-scene run (copies of the scene) with 1 and 2 local workers: seconds per scene, and the projected wall
+  time of all 1,513 ScanNet scans on 16 and 64 cores (one worker per core, e.g. `--executor ray`), at this scene's
+  length and at ScanNet's mean length (the stream stages scaled by frame count).
+- with --base-rev REV: the same scene prepared by the code of REV (git archive, a subprocess) and by this code,
+  every array, table, frame row, preview and result compared byte for byte except timings. This code runs with
+  --base-options (PrepOptions fields as JSON), the switches that reproduce REV's defaults: before the original's
+  inputs became the defaults (b6204bf and earlier) that is '{"exclude_zero_depth": true, "max_coverage_order":
+  "greedy"}', the default of --base-options.
+Usage: .venv/bin/python bench/prep.py [--frames 600] [--workdir DIR] [--scenes 6] [--base-rev b6204bf]
+       [--base-options JSON]
 """
 
 from __future__ import annotations
@@ -33,6 +47,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 STRIDE, NUM_FRAMES, SEED = 10, 32, 0
+SCANNET_SCANS, SCANNET_MEAN_FRAMES = 1513, 1650  # ScanNet v2: 1,513 scans, about 2.5 million frames
+OPTIONS_ENV = "ROSS3D_BENCH_PREP_OPTIONS"  # JSON PrepOptions fields of the whole-prep child
+SCENE_FILES = ("{s}.sens", "{s}_vh_clean_2.ply", "{s}.txt", "{s}_vh_clean_2.0.010000.segs.json",
+               "{s}.aggregation.json")
 
 
 # ----------------------------------------------------------------------------------------------- the original's way
@@ -108,7 +126,7 @@ def ours_sens_stage(sens: Path, out: Path) -> int:
         group = zarr.open_group(out / "arrays.zarr", mode="w")
         depth = group.create_array("depth", shape=(n_kept(reader.header.num_frames, STRIDE), dh, dw),
                                    dtype="uint16", chunks=(1, dh, dw), compressors=_zarr_codec())
-        stream_kept_frames(reader, STRIDE, depth, out / "frames.parquet", lambda k, f: None)
+        stream_kept_frames(reader, STRIDE, depth, out / "frames.parquet", lambda positions, frames: None)
         return reader.header.num_frames
 
 
@@ -127,10 +145,53 @@ def bev_stage(scans: Path, size: int) -> dict:
     return {"seconds": time.perf_counter() - start, "faces": len(mesh.faces), "valid": float(bev.valid.mean())}
 
 
+def open3d_import(kind: str) -> dict:
+    """Seconds to import open3d whole, or only its compiled module as prep does."""
+    start = time.perf_counter()
+    if kind == "full":
+        import open3d  # noqa: F401
+    else:
+        from ross3d.open3d_core import open3d_core
+
+        open3d_core()
+    return {"seconds": time.perf_counter() - start, "plotting": "dash" in sys.modules or "plotly" in sys.modules}
+
+
+def whole_prep(scans: Path, out: Path) -> dict:
+    """`prep_scannet` of scene0000_00 twice in this process, into out/cold and out/warm; seconds of each (after
+    importing the prep entry point, as the CLI has at start-up) and the manifest stage timings of the warm one."""
+    from ross3d.prep.options import PrepOptions
+    from ross3d.prep.run import prep_scannet
+
+    seconds = {}
+    for name in ("cold", "warm"):
+        start = time.perf_counter()
+        options = PrepOptions(**json.loads(os.environ.get(OPTIONS_ENV, "{}")))
+        report = prep_scannet(scans, out / name, options, scenes=["scene0000_00"], resume=False)
+        seconds[name] = time.perf_counter() - start
+        assert report.ok == ["scene0000_00"], report.failed
+    timings = json.loads((out / "warm" / "manifest.json").read_text())["scenes"]["scene0000_00"]["timings"]
+    return {**seconds, "timings": timings}
+
+
+def many_scenes(scans: Path, out: str) -> dict:
+    """`prep_scannet` of every scene of `scans` with the given workers (out = "DIR:WORKERS"), from a fresh
+    process: seconds in all, pool start-up included."""
+    from ross3d.prep.options import PrepOptions
+    from ross3d.prep.run import prep_scannet
+
+    prep, workers = out.rsplit(":", 1)
+    start = time.perf_counter()
+    report = prep_scannet(scans, prep, PrepOptions(), workers=int(workers), resume=False)
+    return {"seconds": time.perf_counter() - start, "ok": len(report.ok), "failed": len(report.failed)}
+
+
 def child(stage: str, sens: str, out: str) -> None:
     """Run one stage in this process and print seconds and peak RSS (MiB) as JSON (imports not timed)."""
-    if stage == "bev":
-        print(json.dumps(bev_stage(Path(sens), int(out))))
+    small = {"bev": lambda: bev_stage(Path(sens), int(out)), "import": lambda: open3d_import(sens),
+             "prep": lambda: whole_prep(Path(sens), Path(out)), "many": lambda: many_scenes(Path(sens), out)}
+    if stage in small:
+        print(json.dumps(small[stage]()))
         return
     import cv2  # noqa: F401
     import PIL.Image  # noqa: F401
@@ -149,17 +210,21 @@ def child(stage: str, sens: str, out: str) -> None:
     print(json.dumps({"seconds": seconds, "rss_mib": peak_kib / 1024}))
 
 
-def run_child(stage: str, sens: Path, out: Path, repeats: int) -> dict:
-    """Best time and its peak RSS over `repeats` fresh processes (the machine is shared: the minimum is stable)."""
+def run_child(stage: str, sens: Path, out: Path | str, repeats: int, code: Path | None = None,
+              options: str = "{}") -> dict:
+    """Best time and its peak RSS over `repeats` fresh processes (the machine is shared: the minimum is stable);
+    `code` puts another ross3d first on the path; `options` (JSON) are the PrepOptions fields of a whole prep."""
     runs = []
     for _ in range(repeats):
-        if stage != "bev":
+        if stage not in ("bev", "import", "many"):
             shutil.rmtree(out, ignore_errors=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", OPTIONS_ENV: options}
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
         res = subprocess.run([sys.executable, __file__, "--child", stage, str(sens), str(out)], check=True,
                              capture_output=True, text=True, env=env)
         runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return min(runs, key=lambda r: r["seconds"])
+    return min(runs, key=lambda r: r.get("seconds", r.get("warm")))
 
 
 # -------------------------------------------------------------------------------------------------- the scene
@@ -171,6 +236,71 @@ def make_scene(work: Path, n_frames: int) -> Path:
         write_scene(scans, "scene0000_00", n_frames=n_frames, invalid=(5, 55), color_size=(1296, 968),
                     depth_size=(640, 480), scale=1.8, subdivisions=112, keep=False)
     return scans
+
+
+def scene_copies(scans: Path, out: Path, count: int) -> Path:
+    """`count` copies of scene0000_00 named scene0000_00.. (hard links, files renamed)."""
+    for i in range(count):
+        scene = f"scene{i:04d}_00"
+        (out / scene).mkdir(parents=True, exist_ok=True)
+        for pattern in SCENE_FILES:
+            target = out / scene / pattern.format(s=scene)
+            if not target.exists():
+                os.link(scans / "scene0000_00" / pattern.format(s="scene0000_00"), target)
+    return out
+
+
+def _comparable(base, now):
+    """base and now without timings, the scans folder and the options fingerprint, and with now restricted to the
+    keys base records (fields added since, such as input fingerprints and new options, are not compared)."""
+    if isinstance(base, dict) and isinstance(now, dict):
+        keys = [k for k in base if k not in ("timings", "scans_dir", "fingerprint", "options_fingerprint")]
+        pairs = {k: _comparable(base[k], now.get(k)) for k in keys}
+        return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
+    return base, now
+
+
+def prep_differences(a: Path, b: Path) -> list[str]:
+    """What differs between two PREP dirs (a: the base): tables, frames, arrays (dtype, shape, chunks, bytes),
+    previews, BEV PNGs, result.json and manifest.json (`_comparable`)."""
+    import pyarrow.parquet as pq
+    import zarr
+
+    def arrays(group, prefix=""):
+        out = {}
+        for key, value in group.members():
+            out.update({prefix + key: value} if isinstance(value, zarr.Array) else arrays(value, f"{prefix}{key}/"))
+        return out
+
+    def rows(path):
+        return repr(pq.read_table(path).to_pylist())  # repr: NaN boxes compare equal
+
+    differ = [t for t in ("scenes", "selections", "objects") if rows(a / f"{t}.parquet") != rows(b / f"{t}.parquet")]
+    for name in ("manifest.json", *[f"scenes/{d.name}/result.json" for d in (a / "scenes").iterdir()]):
+        base, now = _comparable(json.loads((a / name).read_text()), json.loads((b / name).read_text()))
+        if base != now:
+            differ.append(name)
+    for scene in sorted(d.name for d in (a / "scenes").iterdir()):
+        sa, sb = a / "scenes" / scene, b / "scenes" / scene
+        if rows(sa / "frames.parquet") != rows(sb / "frames.parquet"):
+            differ.append(f"{scene}/frames.parquet")
+        za, zb = (arrays(zarr.open_group(d / "arrays.zarr", mode="r")) for d in (sa, sb))
+        differ += [f"{scene}/{k}" for k in sorted(set(za) | set(zb)) if k not in za or k not in zb
+                   or za[k].chunks != zb[k].chunks or za[k][...].dtype != zb[k][...].dtype
+                   or za[k][...].shape != zb[k][...].shape or za[k][...].tobytes() != zb[k][...].tobytes()]
+        for png in (f"scenes/{scene}/bev.png", f"previews/{scene}_bev.png"):
+            if (a / png).read_bytes() != (b / png).read_bytes():
+                differ.append(png)
+    return differ
+
+
+def base_code(rev: str, out: Path) -> Path:
+    """The ross3d package of git revision `rev` of this repository, extracted under `out`."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "ross3d"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
 
 
 def double_stream(sens: Path, out: Path) -> None:
@@ -185,46 +315,15 @@ def double_stream(sens: Path, out: Path) -> None:
             w.write_frame(fr.pose, fr.color_jpeg, fr.depth)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=600)
-    parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        return child(*args.child)
-    import open3d  # noqa: F401 - load before timing
-
+def coverage_rows(paths, frames_n: int) -> list[tuple]:
+    """max-coverage: the set-based original against ours, alone and with the per-frame voxelisation."""
     from ross3d.prep import geometry, selection
-    from ross3d.prep.options import PrepOptions
-    from ross3d.prep.scene_job import process_scene
-    from ross3d.scannet.scene import read_axis_alignment, read_mesh, scan_paths, transform_points
+    from ross3d.prep.scene_job import VOXEL_BATCH
+    from ross3d.scannet.scene import read_axis_alignment, read_mesh, transform_points
     from ross3d.scannet.sens import SensReader
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ross3d-bench-prep-"))
-    t0 = time.perf_counter()
-    scans = make_scene(work, args.frames)
-    paths = scan_paths(scans, "scene0000_00")
-    gen_s = time.perf_counter() - t0
-    sens2 = work / "double.sens"
-    if not sens2.exists():
-        double_stream(paths.sens, sens2)
-    rows = []
-    orig = run_child("original", paths.sens, work / "orig_export", 1)
-    ours = run_child("ours", paths.sens, work / "ours_export", 3)
-    rows.append((f".sens stage, {args.frames} frames (s)", orig["seconds"], ours["seconds"],
-                 "target >= 30x; 2nd run in a process, ours best of 3 processes"))
-    orig2 = run_child("original", sens2, work / "orig_export2", 1)
-    ours2 = run_child("ours", sens2, work / "ours_export2", 1)
-    rows.append((f"peak RSS, {args.frames} frames (MiB)", orig["rss_mib"], ours["rss_mib"], ""))
-    grow_orig, grow_ours = orig2["rss_mib"] - orig["rss_mib"], ours2["rss_mib"] - ours["rss_mib"]
-    growth = f"2x frames: original +{grow_orig:.0f}, ours +{grow_ours:.0f}"
-    rows.append((f"peak RSS, {2 * args.frames} frames (MiB)", orig2["rss_mib"], ours2["rss_mib"], growth))
-
-    # max-coverage on the valid kept frames
     axis, _ = read_axis_alignment(paths.meta)
-    mesh = read_mesh(paths.mesh)
-    vertices = transform_points(axis, mesh.vertices)
+    vertices = transform_points(axis, read_mesh(paths.mesh).vertices)
     with SensReader(paths.sens) as r:
         k = r.header.intrinsic_depth.astype(np.float64)
         frames = [(f.pose, f.depth) for f in r.frames(STRIDE) if f.valid]
@@ -237,37 +336,120 @@ def main() -> None:
     orig_greedy = time.perf_counter() - start
     start = time.perf_counter()
     mesh_voxels = geometry.MeshVoxels(vertices)
-    sets = [mesh_voxels.ids(geometry.unproject(d, k, axis @ p.astype(np.float64))[d > 0]) for p, d in frames]
+    sets = []
+    for i in range(0, len(frames), VOXEL_BATCH):
+        depth = np.stack([d for _, d in frames[i:i + VOXEL_BATCH]])
+        poses = np.stack([axis @ p.astype(np.float64) for p, _ in frames[i:i + VOXEL_BATCH]])
+        sets += mesh_voxels.frame_ids(geometry.unproject(depth, k, poses), depth > 0)
     our_vox = time.perf_counter() - start
     start = time.perf_counter()
     sel = selection.max_coverage(sets, mesh_voxels.count, NUM_FRAMES, SEED)
     our_greedy = time.perf_counter() - start
     same = sel.picks[:len(ref_picks)].tolist() == ref_picks and sel.gains[:len(ref_gains)].tolist() == ref_gains
-    rows.append((f"max-coverage greedy, {len(frames)} candidates (s)", orig_greedy, our_greedy,
-                 f"target >= 100x; same selection: {'yes' if same else 'NO'}"))
-    rows.append(("max-coverage incl. per-frame voxels (s)", orig_vox + orig_greedy, our_vox + our_greedy, ""))
+    return [(f"max-coverage greedy, {len(frames)} candidates (s)", orig_greedy, our_greedy,
+             f"target >= 100x; same selection: {'yes' if same else 'NO'}"),
+            ("max-coverage incl. per-frame voxels (s)", orig_vox + orig_greedy, our_vox + our_greedy, "")]
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--scenes", type=int, default=6, help="scenes of the many-scene run")
+    parser.add_argument("--base-rev", default=None, help="git revision whose PREP output must be identical")
+    parser.add_argument("--base-options", default='{"exclude_zero_depth": true, "max_coverage_order": "greedy"}',
+                        help="PrepOptions fields (JSON) that reproduce --base-rev's defaults in this code")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child)
+    from ross3d.scannet.scene import scan_paths
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ross3d-bench-prep-"))
+    t0 = time.perf_counter()
+    scans = make_scene(work, args.frames)
+    paths = scan_paths(scans, "scene0000_00")
+    gen_s = time.perf_counter() - t0
+    sens2 = work / "double.sens"
+    if not sens2.exists():
+        double_stream(paths.sens, sens2)
+    rows = []
+    orig = run_child("original", paths.sens, work / "orig_export", 1)
+    export_s = orig["seconds"]
+    ours = run_child("ours", paths.sens, work / "ours_export", 3)
+    rows.append((f".sens stage (read only), {args.frames} frames (s)", export_s, ours["seconds"],
+                 "target >= 30x; 2nd run in a process, ours best of 3 processes"))
+    orig2 = run_child("original", sens2, work / "orig_export2", 1)
+    ours2 = run_child("ours", sens2, work / "ours_export2", 1)
+    rows.append((f"peak RSS, {args.frames} frames (MiB)", orig["rss_mib"], ours["rss_mib"], ""))
+    grow_orig, grow_ours = orig2["rss_mib"] - orig["rss_mib"], ours2["rss_mib"] - ours["rss_mib"]
+    growth = f"2x frames: original +{grow_orig:.0f}, ours +{grow_ours:.0f}"
+    rows.append((f"peak RSS, {2 * args.frames} frames (MiB)", orig2["rss_mib"], ours2["rss_mib"], growth))
+    rows += coverage_rows(paths, args.frames)
     bev = run_child("bev", scans, Path("432"), 3)
     rows.append((f"BEV 432x432, {bev['faces']:,} triangles, 1 core (s)", float("nan"), bev["seconds"],
                  f"< 1 s, best of 3 incl. BVH build; valid {bev['valid']:.0%}"))
+    full, core = run_child("import", "full", "-", 3), run_child("import", "core", "-", 3)
+    rows.append(("import open3d: whole vs compiled module (s)", full["seconds"], core["seconds"],
+                 f"best of 3 processes; plotting stack loaded: {full['plotting']} vs {core['plotting']}"))
 
-    # the whole job
-    prep = work / "prep"
-    shutil.rmtree(prep, ignore_errors=True)
-    start = time.perf_counter()
-    result = process_scene(scans, "scene0000_00", prep, PrepOptions())
-    job_s = time.perf_counter() - start
-    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-    rows.append(("whole per-scene job (s)", float("nan"), job_s, f"{result.status}: {stages}"))
+    # the whole prep of the scene, before (--base-rev) and now
+    code = base_code(args.base_rev, work / "base_code") if args.base_rev else None
+    rounds = []  # the load of a shared machine drifts: each round times the export and the preps back to back
+    for _ in range(2):
+        pair = {"export": run_child("original", paths.sens, work / "orig_export", 1)["seconds"],
+                "sens": run_child("ours", paths.sens, work / "ours_export", 1)["seconds"]}
+        if code is not None:
+            pair["base"] = run_child("prep", scans, work / "prep_base", 1, code)
+        pair["now"] = run_child("prep", scans, work / "prep", 1, options=args.base_options if code else "{}")
+        rounds.append(pair)
+    paired = min(rounds, key=lambda r: r["sens"])
+    rows.append((".sens stage (read only), in the rounds below (s)", paired["export"], paired["sens"],
+                 "export / ours per round: " + ", ".join(f"{r['export'] / r['sens']:.1f}x" for r in rounds)))
+    for who, label in (("base", f"code of {args.base_rev}"), ("now", "this code")):
+        if who not in rounds[0]:
+            continue
+        for name in ("cold", "warm"):
+            ratios = [r["export"] / r[who][name] for r in rounds]
+            best = min(rounds, key=lambda r: r[who][name])
+            note = f"export / prep per round: {', '.join(f'{x:.1f}x' for x in ratios)}"
+            if who == "now":
+                note += ("; target >= 3x; incl. loading open3d, first-use costs" if name == "cold" else
+                         "; stages: " + ", ".join(f"{k} {v:.2f}" for k, v in best["now"]["timings"].items()))
+            rows.append((f"whole prep, {name}, {label} (s)", best["export"], best[who][name], note))
+    now = min((r["now"] for r in rounds), key=lambda r: r["warm"])
+
+    # many scenes
+    many = scene_copies(scans, work / "scans_many", args.scenes)
+    per_scene = {}
+    for workers in (1, 2):
+        res = run_child("many", many, f"{work / f'prep_many_{workers}'}:{workers}", 1)
+        assert res["ok"] == args.scenes, res
+        per_scene[workers] = res["seconds"] / args.scenes
+        rows.append((f"{args.scenes} scenes, {workers} worker(s): s per scene", float("nan"), per_scene[workers],
+                     f"wall {res['seconds']:.1f} s incl. start-up; {os.cpu_count()} CPUs shared"))
+    stream_s = now["timings"]["sens_read"] + now["timings"]["voxels"]
+    at_mean = now["warm"] + stream_s * (SCANNET_MEAN_FRAMES / args.frames - 1)
+    for cores in (16, 64):
+        hours = SCANNET_SCANS * per_scene[1] / cores / 3600
+        rows.append((f"all {SCANNET_SCANS:,} scans, {cores} cores, 1 worker each (h)", float("nan"), hours,
+                     f"{SCANNET_SCANS * at_mean / cores / 3600:.2f} h at ScanNet's mean {SCANNET_MEAN_FRAMES:,} "
+                     f"frames (stream stages scaled); reads {SCANNET_SCANS * paths.sens.stat().st_size / hours / 3.6e12:.2f}"
+                     f" GB/s at this scene's size"))
 
     print(f"ross3d prep scannet benchmark: {args.frames} frames 1296x968 JPEG + 640x480 depth, stride {STRIDE}, "
-          f"{len(mesh.faces):,}-triangle mesh, {os.cpu_count()} CPUs, scene generated in {gen_s:.0f} s\n")
-    print(f"| {'measure':<44} | {'original way':>12} | {'ross3d':>9} | {'speedup':>8} | note")
-    print(f"|{'-' * 46}|{'-' * 14}|{'-' * 11}|{'-' * 10}|------")
+          f"{bev['faces']:,}-triangle mesh, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
+          f"scene generated in {gen_s:.0f} s\n")
+    print(f"| {'measure':<52} | {'original way':>12} | {'ross3d':>9} | {'speedup':>8} | note")
+    print(f"|{'-' * 54}|{'-' * 14}|{'-' * 11}|{'-' * 10}|------")
     for name, a, b, note in rows:
-        speed = f"{a / b:,.0f}x" if np.isfinite(a) and "RSS" not in name else ""
+        speed = f"{a / b:,.1f}x" if np.isfinite(a) and "RSS" not in name else ""
         a_txt = "-" if not np.isfinite(a) else f"{a:,.3f}" if a < 100 else f"{a:,.0f}"
-        print(f"| {name:<44} | {a_txt:>12} | {b:>9,.3f} | {speed:>8} | {note}")
+        print(f"| {name:<52} | {a_txt:>12} | {b:>9,.3f} | {speed:>8} | {note}")
+    if code is not None:
+        differ = prep_differences(work / "prep_base" / "warm", work / "prep" / "warm")
+        print(f"\nPREP output of {args.base_rev} vs this code, same scene, timings aside: "
+              + ("byte-identical" if not differ else f"DIFFERENT: {', '.join(differ)}"))
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

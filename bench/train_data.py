@@ -4,7 +4,7 @@ Ours: `ross3d.train.data.MicroBatchDataset` (one micro-batch of 1 sample per ite
 contract's sizes (32 views, SigLIP features 729 x 1152, VAE posteriors 32 x 16 x 27 x 27, BEV 16 x 54 x 54), read
 through CacheReader; "cold" keeps no scene in memory and alternates scenes, so every sample reads its scene block
 (the worst case), "warm" serves samples of a scene already read. The cache files are in the page cache, as the
-cache was just written: a cache larger than memory reads at the disk's speed instead (57 MB per cold sample). The original (model-reference 7.4-7.5): per sample,
+cache was just written: a cache larger than memory reads at the disk's speed instead (57 MB per cold sample). The original (docs/original-model.md 7.4-7.5): per sample,
 decode 32 ScanNet-size JPEGs (1296x968) and 32 depth PNGs (640x480), unproject and crop the world coordinates,
 resize and crop the views and apply the SigLIP normalisation, and VAE-encode the BEV (432) and 8 views (216), with a
 tiny random FLUX-shaped VAE on CPU (the real VAE would make the original far slower). The frames are the scenes'
@@ -14,8 +14,13 @@ With `--data-wait` (on a GPU machine) it instead trains a mid-size Ross3D (Qwen2
 `ross3d.train` on a cache of the same scenes built there, and prints the fraction of step time spent waiting for data.
 `--prep DIR` reuses a PREP_DIR with samples.parquet (for a machine without the scan-building stack).
 
+With `--io` it prints the I/O of the two data orders (`data.order: random | scene_local`): scene reads, bytes and
+scene-cache hit rate per epoch and samples/s with every read from disk, measured on the mix scaled down to a few
+scenes and computed at real size (bench/scene_io.py).
+
     .venv/bin/python bench/train_data.py [--samples-original 6] [--samples-cached 40]
     python bench/train_data.py --data-wait --prep PREP_DIR [--steps 12]
+    .venv/bin/python bench/train_data.py --io [--io-scenes 6] [--io-cold-samples 96] [--run-length 8] [--buffer 2]
 """
 
 from __future__ import annotations
@@ -135,6 +140,26 @@ def data_wait_table(records: list[dict], workers: int) -> None:
     Console().print(table)
 
 
+
+def first_read_check_cost(cache: Path, scenes: list[str], n: int) -> tuple[float, float]:
+    """Milliseconds of a cold scene read (median over n, alternating scenes) and the extra of the first-read check
+    (the same reads with `check=True`, minus the plain ones)."""
+    from ross3d.cache.reader import CacheReader
+
+    reader = CacheReader(cache)
+
+    def median_ms(check: bool) -> float:
+        times = []
+        for i in range(n + 1):
+            start = time.perf_counter()
+            reader.load_scene(scenes[i % len(scenes)], "uniform", bf16_bits=True, check=check)
+            times.append(time.perf_counter() - start)
+        return 1000 * float(np.median(times[1:]))
+
+    plain = median_ms(False)
+    return plain, median_ms(True) - plain
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples-original", type=int, default=6)
@@ -143,7 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prep", type=Path, help="PREP_DIR to reuse for --data-wait")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--workers", type=int, default=8, help="loader workers for --data-wait")
+    ap.add_argument("--io", action="store_true", help="reads, bytes and hit rate per epoch of both data orders")
+    ap.add_argument("--io-scenes", type=int, default=6)
+    ap.add_argument("--io-cold-samples", type=int, default=96)
+    ap.add_argument("--run-length", type=int, default=8)
+    ap.add_argument("--buffer", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.io:
+        from scene_io import report
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report(Path(tmp), args.io_scenes, args.io_cold_samples, args.run_length, args.buffer)
+        return
     if args.data_wait:
         with tempfile.TemporaryDirectory() as tmp:
             prep = args.prep or build_train_inputs_prep(Path(tmp))
@@ -176,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         cold_rate = time_it(lambda i: cold[[alternating[i % len(alternating)]]], args.samples_cached)
         warm = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
         warm_rate = time_it(lambda i: warm[[by_scene[0][i % len(by_scene[0])]]], args.samples_cached)
+        read_ms, check_ms = first_read_check_cost(inputs["cache"], SCENES, args.samples_cached)
 
         vae = AutoencoderKL.from_pretrained(str(inputs["vae"])).eval()
         scenes = [original_scene(inputs["prep"], sc) for sc in SCENES]
@@ -192,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     table.add_row("ours, cached, warm (scene block in the loader's cache)", f"{warm_rate:.2f}",
                   f"{warm_rate / orig_rate:.1f}x")
     Console().print(table)
+    Console().print(f"first-read check of a scene (checksums + finite values, once per scene per run): "
+                    f"{check_ms:.1f} ms on top of a {read_ms:.1f} ms cold read ({100 * check_ms / read_ms:.0f}%); "
+                    f"over the cold run above ({len(SCENES)} first reads in {args.samples_cached + 1} reads): "
+                    f"{100 * len(SCENES) * check_ms / ((args.samples_cached + 1) * read_ms):.1f}% of the reads' time")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-STRATEGY_CHOICES = {"uniform": ("uniform",), "max-coverage": ("max-coverage",), "both": ("uniform", "max-coverage")}
+from ross3d_cli.choices import CacheStrategy, Dtype
+
+STRATEGIES = {"uniform": ("uniform",), "max-coverage": ("max-coverage",), "both": ("uniform", "max-coverage")}
 
 
 def cache_latents(
@@ -17,25 +19,22 @@ def cache_latents(
     cache_dir: Path = typer.Argument(..., help="Output CACHE_DIR."),
     vae: Path = typer.Option(..., "--vae", help="diffusers AutoencoderKL folder (the FLUX.1-dev `vae/`)."),
     vision_tower: Optional[Path] = typer.Option(None, "--vision-tower", help="transformers SigLIP vision folder."),
-    strategy: str = typer.Option("both", "--strategy", help="uniform, max-coverage or both."),
+    strategy: CacheStrategy = typer.Option(CacheStrategy.both, "--strategy", help="Frame selections to cache."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per encoder call (batches span scenes)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Compute dtype fp32, bf16 or fp16 "
-                                        "(default: bf16 autocast on cuda, fp32 on cpu)."),
+    dtype: Optional[Dtype] = typer.Option(None, "--dtype", help="Compute dtype (default: bf16 autocast on cuda, "
+                                          "fp32 on cpu)."),
     workers: int = typer.Option(4, "--workers", help="Threads decoding JPEGs ahead of the encoder."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same settings."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Replace a cache built with other settings."),
 ) -> None:
     """Encode views and BEV with the FLUX VAE (posterior mean and logvar) and, optionally, SigLIP features."""
     from ross3d.cache.run import CacheOptions, cache_latents as run
-    from ross3d.errors import ConfigError
     from ross3d.progress import NullProgress
     from ross3d_cli.console import RichProgress, console, user_errors
 
     with user_errors():
-        if strategy not in STRATEGY_CHOICES:
-            raise ConfigError(f"--strategy must be uniform, max-coverage or both, got {strategy!r}")
-        options = CacheOptions(strategies=STRATEGY_CHOICES[strategy], dtype=dtype, device=device,
+        options = CacheOptions(strategies=STRATEGIES[strategy.value], dtype=dtype and dtype.value, device=device,
                                batch_size=batch_size, workers=workers, resume=resume, rebuild=rebuild)
         show = os.environ.get("RANK", "0") == "0"
         with RichProgress() if show else contextlib.nullcontext(NullProgress()) as progress:
@@ -53,10 +52,10 @@ def cache_latents(
 def verify(cache_dir: Path = typer.Argument(..., help="CACHE_DIR to check.")) -> None:
     """Check shapes, finiteness, checksums and fingerprints of a CACHE_DIR; exit 1 on any problem."""
     from ross3d.cache.verify import verify_cache
-    from ross3d_cli.console import console, user_errors
+    from ross3d_cli.console import RichProgress, console, user_errors
 
-    with user_errors():
-        report = verify_cache(cache_dir)
+    with user_errors(), RichProgress() as progress:
+        report = verify_cache(cache_dir, progress)
     for problem in report.problems:
         console.print(f"[red]problem:[/] {problem}", highlight=False)
     console.print(f"{report.scenes} scenes, {report.arrays} arrays, {report.bytes / 2**20:,.1f} MiB checked; "

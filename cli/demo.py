@@ -27,7 +27,9 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
     data, prep, cache, enc = out / "data", out / "prep", out / "cache", out / "encoders"
     bench = data / "benchmarks"
     final = out / "checkpoints" / "final"
-    resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) else []
+    # continue a checkpointed demo run; otherwise start training afresh (replacing a run killed before its first save)
+    resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) \
+        else ["--overwrite"]
     return [
         ("synth", ["synth", "scannet", str(data), "--scenes", "6", "--frames", "120", "--seed", "0"]),
         ("prep scannet", ["prep", "scannet", str(data / "scans"), str(prep), "--num-frames", "4"]),
@@ -45,7 +47,7 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
                        "--scene", "scene0000_00", "--vae", str(enc / "tiny-vae"), "--steps", "20",
                        "--out", str(out / "reconstruction_scene0000_00.png"), "--json"]),
         ("eval", ["eval", "run", "--benchmark", "all", "--checkpoint", str(final), "--cache", str(cache),
-                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results")]),
+                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results"), "--restart"]),
     ]
 
 

@@ -4,12 +4,12 @@ original release's), registered into the `eval` group."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from ross3d_cli.choices import Benchmark, Strategy
 from ross3d_cli.eval import eval_app
-
-ALL = "all"
 
 
 def _print_table(results: dict[str, dict], baselines: dict[str, dict] | None = None) -> None:
@@ -46,47 +46,58 @@ def _print_metrics(benchmark: str, metrics: dict) -> None:
 
 
 def eval_run(
-    benchmark: str = typer.Option(ALL, help="scanqa, sqa3d, scan2cap, scanrefer, multi3drefer or all."),
+    benchmark: List[Benchmark] = typer.Option([Benchmark.all], help="A benchmark or all (repeatable)."),
     checkpoint: Path = typer.Option(..., help="A ross3d model folder (train export or convert-checkpoint)."),
     cache: Path = typer.Option(..., help="CACHE_DIR with the scenes' cached tensors."),
     samples: Path = typer.Option(..., help="PREP_DIR/samples.parquet (objects.parquet and proposals.parquet beside)."),
-    out: Path = typer.Option(..., help="RESULTS_DIR: <benchmark>/answers.jsonl, METRICS.json, METRICS.csv."),
+    out: Path = typer.Option(..., help="RESULTS_DIR: <benchmark>/answers.jsonl, METRICS.json, METRICS.csv (a folder "
+                                       "every rank sees)."),
     split: str = typer.Option(None, help="Default: val (test for SQA3D)."),
-    strategy: str = typer.Option("uniform", help="Frame selection the model was trained with."),
-    batch_size: int = typer.Option(8, help="Samples per forward (same scene)."),
-    max_new_tokens: int = typer.Option(32, help="Generation length limit for text tasks."),
+    strategy: Strategy = typer.Option(Strategy.uniform, help="Frame selection the model was trained with."),
+    batch_size: int = typer.Option(8, help="Samples per forward (same scene, similar prompt lengths)."),
+    max_new_tokens: int = typer.Option(512, help="Generation length limit for text tasks (the original's 512; "
+                                                 "generation stops earlier at <|im_end|>)."),
     limit: int = typer.Option(None, help="Only the first N samples of each benchmark."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK "
+                                                    "under torchrun)."),
     spatial_instruction: bool = typer.Option(None, "--spatial-instruction/--no-spatial-instruction",
                                              help="Default: as the checkpoint was trained (the original's eval "
                                                   "omits it; --no-spatial-instruction reproduces that)."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
     baseline: bool = typer.Option(True, help="Also score the trivial baseline (most frequent answer, random "
                                              "proposal) on the same samples -> BASELINE.json."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the answers of an earlier, interrupted run "
+                                                          "(by default a rerun answers only what is missing)."),
 ) -> None:
-    """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format)."""
-    from ross3d.eval.baselines import baseline_metrics
-    from ross3d.eval.runner import EvalOptions, Evaluator
-    from ross3d.eval.scoring import BENCHMARKS, references_from_samples, score, write_answers, write_metrics
+    """Answer the benchmarks' samples with a checkpoint and score them (answers in the original's jsonl format).
+    Under torchrun or deepspeed the samples are shared out over the ranks; a rerun resumes."""
+    import contextlib
+
+    from ross3d.cache.distributed import rank
+    from ross3d.eval.run import evaluate
+    from ross3d.eval.runner import EvalOptions
+    from ross3d.eval.scoring import BENCHMARKS
+    from ross3d.progress import NullProgress
     from ross3d_cli.console import RichProgress, console, user_errors
 
-    benchmarks = list(BENCHMARKS) if benchmark == ALL else benchmark.split(",")
-    results, baselines = {}, {}
+    chosen = [b.value for b in benchmark]
+    benchmarks = list(BENCHMARKS) if Benchmark.all.value in chosen else list(dict.fromkeys(chosen))
     with user_errors():
-        options = EvalOptions(strategy=strategy, batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit,
-                              split=split, device=device, spatial_instruction=spatial_instruction)
-        evaluator = Evaluator(checkpoint, cache, samples.parent, options)
-        for bench in benchmarks:
-            with RichProgress() as progress:
-                lines = evaluator.answers(bench, progress)
-            write_answers(out / bench / "answers.jsonl", lines)
-            results[bench] = score(bench, lines, references_from_samples(samples, bench), scan2cap_unmatched)
-            write_metrics(results[bench], out / bench / "METRICS.json")
-            if baseline:
-                baselines[bench] = baseline_metrics(samples.parent, bench, limit=limit)
-                write_metrics(baselines[bench], out / bench / "BASELINE.json")
-    _print_table(results, baselines)
-    console.print(f"answers and every metric in {out}/<benchmark>/ (answers.jsonl, METRICS.json, BASELINE.json)")
+        options = EvalOptions(strategy=strategy.value, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              limit=limit, split=split, device=device, spatial_instruction=spatial_instruction)
+        with RichProgress() if rank() == 0 else contextlib.nullcontext(NullProgress()) as progress:
+            result = evaluate(checkpoint, cache, samples, out, benchmarks, options, restart=restart,
+                              scan2cap_unmatched=scan2cap_unmatched, baseline=baseline, progress=progress)
+    if result is None:
+        return
+    for bench, done in result.progress.items():
+        if done.resumed:
+            console.print(f"{bench}: {done.resumed} answers resumed from an earlier run, {done.answered} answered now",
+                          highlight=False)
+    _print_table(result.metrics, result.baselines)
+    console.print(f"{sum(p.answered for p in result.progress.values())} samples answered in {result.seconds:.1f} s "
+                  f"({result.samples_per_s:.2f} samples/s); answers and every metric in {out}/<benchmark>/ "
+                  "(answers.jsonl, METRICS.json, BASELINE.json)", highlight=False)
 
 
 def eval_score(
@@ -96,11 +107,16 @@ def eval_score(
     samples: Path = typer.Option(None, help="PREP_DIR/samples.parquet (references)."),
     out: Path = typer.Option(..., help="METRICS.json to write (a CSV is written beside it)."),
     scan2cap_unmatched: str = typer.Option("original", help="original (the release) or m@0.5 (standard)."),
+    split: str = typer.Option(None, help="The samples' split to score against with --samples (default: the one the "
+                                         "benchmark reports: test for SQA3D, val for the others)."),
+    partial: bool = typer.Option(False, "--partial", help="Score an answers file that covers only part of the "
+                                                          "references (refused by default)."),
 ) -> None:
-    """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv."""
-    from ross3d.eval.scoring import (check_lines, read_answers, references_from_questions, references_from_samples,
-                                     score, write_metrics)
-    from ross3d_cli.console import user_errors
+    """Score an answers file; prints the metrics and writes METRICS.json + METRICS.csv. With references, a file that
+    does not answer every referenced sample is refused (naming what is missing) unless --partial."""
+    from ross3d.eval.scoring import (check_lines, coverage, read_answers, references_from_questions,
+                                     references_from_samples, score, write_metrics)
+    from ross3d_cli.console import console, user_errors
 
     with user_errors():
         if questions is not None and samples is not None:
@@ -111,12 +127,23 @@ def eval_score(
         if questions is not None:
             refs = references_from_questions(questions)
         elif samples is not None:
-            refs = references_from_samples(samples, benchmark)
+            refs = references_from_samples(samples, benchmark, split)
         lines = read_answers(answers)
         check_lines(benchmark, lines, answers)
-        metrics = score(benchmark, lines, refs, scan2cap_unmatched)
+        metrics = score(benchmark, lines, refs, scan2cap_unmatched)  # an answer without a reference fails here
+        answered, expected, missing = coverage(lines, refs) if refs else (len(lines), None, [])
+        if missing and not partial:
+            from ross3d.errors import InputError
+
+            raise InputError(answers, f"answers {answered} of the {expected} {benchmark} samples of the references; "
+                                      f"missing {', '.join(map(repr, missing[:3]))}"
+                                      f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''} "
+                                      "(--partial scores it anyway)")
         write_metrics(metrics, out)
     _print_metrics(benchmark, metrics)
+    if refs:
+        console.print(f"coverage: {answered} of {expected} {benchmark} samples answered"
+                      + ("" if not missing else " (partial answers file)"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

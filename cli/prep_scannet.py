@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ross3d_cli.choices import Executor
 from ross3d_cli.prep import prep_app
 
 
@@ -17,10 +18,17 @@ def scannet(
     scene_list: Optional[Path] = typer.Option(None, "--scene-list", help="File with one scene id per line."),
     frame_stride: int = typer.Option(10, "--frame-stride", help="Keep every N-th frame of the .sens stream."),
     num_frames: int = typer.Option(32, "--num-frames", help="Frames selected per strategy."),
-    bev_size: int = typer.Option(432, "--bev-size", help="BEV side in pixels."),
+    bev_size: int = typer.Option(432, "--bev-size",
+                                 help="BEV side in pixels; training needs 432 (other sizes only preview)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the max-coverage tie-break."),
+    exclude_zero_depth: bool = typer.Option(False, "--exclude-zero-depth", help="Drop zero-depth pixels from "
+                                            "coverage, token coordinates and object membership (the original "
+                                            "counts them as points at the camera centre)."),
+    max_coverage_order: str = typer.Option("frame", "--max-coverage-order", help="Order of the max-coverage "
+                                           "frames fed to the model: frame (by frame number, as the original's "
+                                           "loader) or greedy (pick order)."),
     workers: int = typer.Option(1, "--workers", help="Processes of the local pool."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: Executor = typer.Option(Executor.local, "--executor", help="local process pool or a Ray cluster."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip scenes committed with the same options."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Exit 0 even when some scenes failed."),
@@ -53,9 +61,10 @@ def scannet(
         sources = SourceOptions(source, _text(posed_images), tuple(map(str, embodiedscan_infos or ())),
                                 _text(bev_images), _text(selection_file), _text(boxes_file))
         options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed,
+                              exclude_zero_depth=exclude_zero_depth, max_coverage_order=max_coverage_order,
                               sources=sources)
         with RichProgress() as progress:
-            report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor,
+            report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor.value,
                                   ray_address=ray_address, resume=resume, progress=progress)
     console.print(f"{len(report.ok)} scenes prepared, {len(report.skipped)} skipped (already done), "
                   f"{len(report.failed)} failed; {report.frames:,} frames in {report.seconds:.1f} s", highlight=False)

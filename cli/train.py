@@ -28,13 +28,20 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Run directory (overrides output_dir)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR's latest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous run's outputs in OUTPUT_DIR."),
+    allow_change: Optional[List[str]] = typer.Option(None, "--allow-change", help="With --resume: a config key "
+                                                     "(or section) that may differ from the checkpoint's "
+                                                     "(repeatable)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="key=value override (repeatable), "
                                                   "e.g. --set optim.lr=0.0001 --set data.num_workers=0."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (every key; "
+                                      "`# default:` where a value differs) as YAML and exit."),
 ) -> None:
     """Train Ross3D with DeepSpeed on cached tensors; writes log.jsonl, checkpoints/ and checkpoints/final."""
     import os
 
-    from ross3d.train.config import load_train_config
+    from ross3d.config_tree import annotated_yaml
+    from ross3d.train.config import TrainConfig, load_train_config
     from ross3d.train.loop import train as run
     from ross3d_cli.console import console, user_errors
 
@@ -46,7 +53,11 @@ def train(
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
         cfg = load_train_config(config, extra)
-        result = run(cfg, resume=resume, on_record=_console_line if main else None)
+        if print_config:
+            typer.echo(annotated_yaml(cfg, TrainConfig()))
+            return
+        result = run(cfg, resume=resume, on_record=_console_line if main else None, overwrite=overwrite,
+                     allow_changes=tuple(allow_change or ()))
     if main:
         losses = "" if result.first_loss is None else f"; loss {result.first_loss:.4f} -> {result.last_loss:.4f}"
         console.print(f"{result.steps} steps{losses}; model: {result.export_dir}; "

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ross3d_cli.choices import Sampler, Strategy
+
 
 def _views(text: Optional[str]) -> Optional[list[int]]:
     if text is None:
@@ -30,9 +32,11 @@ def visualize(
     mask_views: Optional[str] = typer.Option(None, "--mask-views", help="Frames to mask, e.g. 0,3,5 (default: the "
                                              "paper's masking, drawn from --seed)."),
     steps: int = typer.Option(50, "--steps", help="Sampling steps (the 1000-step schedule respaced)."),
-    sampler: str = typer.Option("ddim", "--sampler", help="ddim or ddpm."),
+    sampler: Sampler = typer.Option(Sampler.ddim, "--sampler", help="The diffusers scheduler."),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help="Clamp the predicted x0 to [-1, 1] at every step, as "
+                              "the original's sampler (default); --no-clip samples without clamping."),
     seed: int = typer.Option(0, "--seed", help="Seed of the view mask and the sampling noise."),
-    strategy: str = typer.Option("uniform", "--strategy", help="Cached frame strategy: uniform or max-coverage."),
+    strategy: Strategy = typer.Option(Strategy.uniform, "--strategy", help="Cached frame strategy."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when available)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
@@ -47,7 +51,7 @@ def visualize(
         raise typer.BadParameter("give --out PNG, --json, or both")
     with user_errors():
         report = visualize_checkpoint(checkpoint, cache, samples, scene, sample_id, out, vae, _views(mask_views),
-                                      steps, sampler, seed, strategy, device=device)
+                                      steps, sampler.value, seed, strategy.value, device=device, clip=clip)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -61,7 +65,7 @@ def _print_table(report: dict) -> None:
     from ross3d_cli.console import console
 
     table = Table(title=f"{report['scene_id']}  sample {report['sample_id']}  step {report['step']}  "
-                        f"({report['sampler']}, {report['steps']} steps)")
+                        f"({report['sampler']}, {report['steps']} steps{'' if report['clip'] else ', no clip'})")
     for name in ("target", "MSE", "cosine", "baseline MSE", "baseline cosine"):
         table.add_column(name, justify="left" if name == "target" else "right")
     for r in report["reconstructions"]:

@@ -1,12 +1,16 @@
 """Typed configuration trees: nested dataclasses loaded from YAML deltas plus `key.sub=value` overrides.
 
 Every value is checked against the field's annotation; an unknown key or a value of the wrong type raises
-ConfigError naming the full dotted key, so a typo in a config file never silently becomes a default.
+ConfigError naming the full dotted key, so a typo in a config file never silently becomes a default. Numbers are
+read by YAML 1.2's rules (`1e-5` is a float, where PyYAML's YAML 1.1 reads a string), and floats must be finite.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -58,6 +62,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is int:
@@ -99,10 +105,36 @@ def _default_of(field: dataclasses.Field) -> Any:
     return field.default
 
 
-def _parse_scalar(text: str) -> Any:
+# YAML 1.2 core-schema floats (PyYAML resolves YAML 1.1's, which need a dot: `1e-5` would stay a string)
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+@functools.cache
+def _loader() -> type:
+    """yaml.SafeLoader plus the YAML 1.2 float rule (tried after YAML 1.1's int and float rules)."""
     import yaml
 
-    return yaml.safe_load(text)
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    return Loader
+
+
+def _yaml_load(text: str, source: str) -> Any:
+    """Parse YAML safely with the YAML 1.2 float rule; a syntax error is a one-line ConfigError naming `source`."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: invalid YAML ({' '.join(str(err).split())})") from None
+
+
+def _parse_scalar(text: str, key: str) -> Any:
+    return _yaml_load(text, f"override {key}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -117,23 +149,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {part} is not a section")
-        node[parts[-1]] = _parse_scalar(raw)
+        node[parts[-1]] = _parse_scalar(raw, key.strip())
     return data
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] = ()) -> T:
     """Defaults of `cls`, then the YAML file's values, then the overrides; everything type-checked."""
-    import yaml
-
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_bytes().decode("utf-8")
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        data = _yaml_load(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     apply_overrides(data, list(overrides))
@@ -143,3 +174,23 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] = ()
 def to_dict(config: Any) -> dict[str, Any]:
     """The resolved config as plain data (for the run directory and checkpoints)."""
     return dataclasses.asdict(config)
+
+
+def _flow(value: Any) -> str:
+    """One value as inline YAML."""
+    import yaml
+
+    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False).strip()[1:-1]
+
+
+def annotated_yaml(config: Any, defaults: Any, indent: int = 0) -> str:
+    """The config as YAML with every key; a value other than its default is followed by `# default: ...`."""
+    lines = []
+    for f in dataclasses.fields(config):
+        value, default = getattr(config, f.name), getattr(defaults, f.name)
+        head = f"{'  ' * indent}{f.name}:"
+        if dataclasses.is_dataclass(value):
+            lines += [head, annotated_yaml(value, default, indent + 1)]
+        else:
+            lines.append(f"{head} {_flow(value)}" + ("" if value == default else f"  # default: {_flow(default)}"))
+    return "\n".join(lines)

@@ -17,6 +17,13 @@ class InputError(Ross3DError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # picklable, so a loader worker can hand it to the training process
+        return type(self), (self.path, self.problem)
+
 
 class ConfigError(Ross3DError):
     """An invalid option or configuration value; the message names the key."""
+
+
+class TrainingError(Ross3DError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what happened and what was kept."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ross3d.open3d_core import open3d_core
+
 
 @dataclass
 class RayHits:
@@ -25,7 +27,7 @@ class MeshRaycaster:
     """Casts rays against a triangle mesh with per-vertex RGB colours."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray):
-        import open3d as o3d
+        o3d = open3d_core()
 
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.colors = np.ascontiguousarray(colors, dtype=np.float32)
@@ -36,7 +38,7 @@ class MeshRaycaster:
         )
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> RayHits:
-        import open3d as o3d
+        o3d = open3d_core()
 
         shape = np.broadcast_shapes(origins.shape, directions.shape)[:-1]
         rays = np.concatenate([np.broadcast_to(origins, (*shape, 3)), np.broadcast_to(directions, (*shape, 3))], -1)

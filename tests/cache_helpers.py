@@ -1,5 +1,5 @@
 """Shared set-up of the cache tests: hand-made scans through the real `ross3d prep scannet`, tiny random encoders,
-and an independent reference of the original's view preparation (PIL, written here from model-reference 4.2)."""
+and an independent reference of the original's view preparation (PIL, written here from docs/original-model.md 4.2)."""
 
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ def reference_view(jpeg: bytes, depth_w: int, depth_h: int) -> torch.Tensor:
 
 
 def reference_vae_view(view: torch.Tensor) -> torch.Tensor:
-    """model-reference 4.2 steps 1-2 on one view: clamp, bilinear to 216."""
+    """docs/original-model.md 4.2 steps 1-2 on one view: clamp, bilinear to 216."""
     return F.interpolate(view[None].clamp(-1, 1), size=(216, 216), mode="bilinear")

@@ -103,10 +103,12 @@ def render_depth(caster: MeshRaycaster, cam_to_world_aligned, depth_size=DEPTH_S
 
 def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[int, ...] = (10, 30), seed: int = 0,
                 color_size=COLOR_SIZE, depth_size=DEPTH_SIZE, scale: float = 1.0, subdivisions: int = 4,
-                keep: bool = True) -> dict:
+                keep: bool = True, holes: float = 0.0) -> dict:
     """Write one scan; returns what the tests compare against (jpegs, poses, depths, aligned mesh; frame data
-    only with `keep`). Cameras circle the table at 1.5 m height."""
+    only with `keep`). Cameras circle the table at 1.5 m height. `holes`: the fraction of depth pixels set to 0,
+    scattered at random (seeded)."""
     rng = np.random.default_rng(seed)
+    hole_rng = np.random.default_rng(seed + 1000)
     root = scans / scene_id
     root.mkdir(parents=True)
     axis = axis_alignment()
@@ -133,6 +135,7 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
             target = [0.8 * scale * np.cos(angle + 2.2), 0.6 * scale * np.sin(angle + 2.2), 0.4]
             aligned_pose = look_at(np.asarray(eye, float), np.asarray(target, float))
             depth = render_depth(caster, aligned_pose, depth_size)
+            depth[hole_rng.random(depth.shape) < holes] = 0
             pose = (inv_axis @ aligned_pose).astype(np.float32)
             if i in invalid:
                 pose = np.full((4, 4), -np.inf, np.float32)

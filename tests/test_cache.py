@@ -1,6 +1,6 @@
 """`ross3d cache-latents` and `ross3d verify` end to end on CPU over a real PREP_DIR: the CACHE_DIR contract, latents
 and features equal to direct per-image encoder calls, copies equal to PREP, refusal on a changed VAE, rebuild,
-corruption caught by verify, and resume after a SIGKILL."""
+corruption caught by verify, re-caching a scene prep redid, and resume after a SIGKILL."""
 
 import json
 import os
@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cache_helpers import SCENES, build_inputs, reference_vae_view, reference_view
 from ross3d.cache.reader import CacheReader
+from ross3d.prep.store import PAUSE_ENV
 from ross3d_cli.app import app
 
 runner = CliRunner()
@@ -68,6 +69,8 @@ def test_contract_layout_and_copies(built):
         for strategy in STRATEGIES:
             frames = _selected(prep, scene_id, strategy)
             np.testing.assert_array_equal(group[f"{strategy}/frames/frame_idx"][...], frames)
+            if strategy == "max-coverage":  # the selected frames reach the cache in frame order (the default)
+                assert (np.diff(frames) > 0).all(), frames
             assert group[f"{strategy}/frames/vae_mean"].shape == (len(frames), 16, 27, 27)
             assert group[f"{strategy}/frames/vae_logvar"].dtype == np.float32
             assert group[f"{strategy}/frames/vision"].shape == (len(frames), 729, 32)
@@ -136,10 +139,31 @@ def test_changed_vae_is_refused_then_rebuilt(built, tmp_path):
     assert runner.invoke(app, ["verify", str(copy)]).exit_code == 0
 
 
+def test_scene_redone_in_prep_is_cached_again(built, tmp_path):
+    """prep re-ran a scene whose raw files changed (a new inputs_fingerprint in PREP's manifest): resume re-encodes
+    that scene only."""
+    inputs, cache = built
+    prep, copy = tmp_path / "prep", tmp_path / "cache"
+    shutil.copytree(inputs["prep"], prep)
+    shutil.copytree(cache, copy)
+    manifest = json.loads((prep / "manifest.json").read_text())
+    old = manifest["scenes"][SCENES[0]]["inputs_fingerprint"]
+    assert len(old) == 16 and json.loads((copy / "cache.zarr" / SCENES[0] / "scene.json").read_text())[
+        "prep_inputs"] == old
+    manifest["scenes"][SCENES[0]]["inputs_fingerprint"] = "0123456789abcdef"
+    (prep / "manifest.json").write_text(json.dumps(manifest))
+    result = _cache({**inputs, "prep": prep}, copy)
+    assert result.exit_code == 0, result.output
+    assert f"1 scenes cached, {len(SCENES) - 1} skipped" in result.output
+    record = json.loads((copy / "cache.zarr" / SCENES[0] / "scene.json").read_text())
+    assert record["prep_inputs"] == "0123456789abcdef"
+
+
 def test_verify_catches_corrupted_chunk(built, tmp_path):
     inputs, cache = built
     ok = runner.invoke(app, ["verify", str(cache)])
     assert ok.exit_code == 0 and "2 scenes" in ok.output and "0 problems" in ok.output
+    assert "verifying" in ok.output and "2/2" in ok.output  # the progress bar, at its end
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
     shard = next(p for p in (copy / "cache.zarr" / SCENES[0] / "uniform/frames/vae_mean/c").rglob("*") if p.is_file())
@@ -157,20 +181,20 @@ def test_resume_after_sigkill(built, tmp_path):
     cmd = [sys.executable, "-m", "ross3d_cli.app", "cache-latents", str(inputs["prep"]), str(out), "--vae",
            str(inputs["vae"]), "--vision-tower", str(inputs["siglip"]), "--device", "cpu", "--batch-size", "1",
            "--strategy", "uniform"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "cache.zarr" / SCENES[0] / "scene.json"
-    deadline = time.monotonic() + 60
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    marker = tmp_path / "paused"  # the run stops right after committing its first scene (PAUSE_ENV), killed there
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, PAUSE_ENV: f"1:{marker}"})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     committed = {s: (out / "cache.zarr" / s / "scene.json").stat().st_mtime_ns
                  for s in SCENES if (out / "cache.zarr" / s / "scene.json").exists()}
-    assert SCENES[0] in committed
-    manifest = json.loads((out / "manifest.json").read_text())
-    if len(committed) < len(SCENES):  # killed mid-run: nothing claims to be complete
-        assert not manifest["complete"] and not (out / "index.parquet").exists()
-        assert runner.invoke(app, ["verify", str(out)]).exit_code == 1
+    assert list(committed) == [SCENES[0]] and marker.read_text() == str(out / "cache.zarr" / SCENES[0])
+    manifest = json.loads((out / "manifest.json").read_text())  # killed mid-run: nothing claims to be complete
+    assert not manifest["complete"] and not (out / "index.parquet").exists()
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 1
     rerun = runner.invoke(app, cmd[3:])
     assert rerun.exit_code == 0, rerun.output
     assert f"{len(committed)} skipped" in rerun.output
@@ -200,3 +224,14 @@ def test_torchrun_two_ranks_share_scenes(built, tmp_path):
         got = CacheReader(out).load_scene(scene_id, "uniform")["frames/vae_mean"]
         ref = CacheReader(cache).load_scene(scene_id, "uniform")["frames/vae_mean"]
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=5e-5)
+
+
+def test_training_refuses_a_cache_of_bev_renders_other_than_432(built):
+    """This module's cache has 64 px BEVs (8x8 latent): verify accepts it, training refuses it before step 1."""
+    from ross3d.errors import InputError
+    from ross3d.train.model_setup import cache_sizes
+
+    _, cache = built
+    assert CacheReader(cache).load_scene(SCENES[0], "uniform")["bev/vae_mean"].shape[1:] == (8, 8)
+    with pytest.raises(InputError, match=r"BEV latent 8x8 does not group to the 27x27 BEV grid: .*--bev-size 432"):
+        cache_sizes(cache, "uniform")

@@ -71,3 +71,20 @@ def test_mapped_store_is_read_only_and_reports_missing_keys(tmp_path):
     assert asyncio.run(store.get("empty")).to_bytes() == b""
     with pytest.raises(ValueError, match="read-only"):
         MappedStore(tmp_path, read_only=False)
+
+
+def test_xarray_opens_scene_groups_by_their_dimension_names(tmp_path):
+    xr = pytest.importorskip("xarray")
+    prepare_store(tmp_path)
+    arrays = _scene_arrays(np.random.default_rng(1), 3)
+    arrays["bev/vae_mean"][0, 0, 0] = 0.0  # the arrays' fill value must stay a value, not become missing
+    write_scene(tmp_path, "scene0000_00", arrays, {}, {})
+    path = scene_path(tmp_path, "scene0000_00")
+    bev = xr.open_zarr(path, group="bev", consolidated=False)
+    assert dict(bev.sizes) == {"channel": 16, "y": 6, "x": 6, "cell_y": 27, "cell_x": 27}
+    np.testing.assert_array_equal(bev["vae_mean"].values, arrays["bev/vae_mean"])
+    objects = xr.open_zarr(path, group="uniform/objects", consolidated=False)
+    assert objects["membership"].dims == ("object", "view", "y", "x")
+    np.testing.assert_array_equal(objects["membership"].values, arrays["uniform/objects/membership"])
+    tokens = xr.open_zarr(path, group="uniform/tokens", consolidated=False)
+    assert dict(tokens.sizes) == {"view": 4, "row": 14, "col": 14, "xyz": 3}

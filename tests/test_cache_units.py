@@ -89,4 +89,5 @@ def test_bad_input_is_one_line(tmp_path):
     assert result.exit_code == 1 and "cannot read cache manifest" in result.output
     result = CliRunner().invoke(app, ["cache-latents", str(tmp_path), str(tmp_path / "c"), "--vae", str(tmp_path),
                                       "--strategy", "all"])
-    assert result.exit_code == 1 and "--strategy must be" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--strategy'" in result.output  # a usage error
+    assert len(result.output.strip().splitlines()) == 1

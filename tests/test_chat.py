@@ -52,7 +52,10 @@ def test_spatial_instruction_and_prompt(tokenizer):
     out = enc.encode(conv, spatial_instruction=True)
     k = out.input_ids.index(IMAGE_ID)
     after = tokenizer.decode(out.input_ids[k + 1:])
-    assert after.startswith(f"\n{SPATIAL_INSTRUCTION}\nWhat is on the table?<|im_end|>")
-    prompt = enc.encode_prompt("<image> What is on the table?")
-    assert prompt == enc.encode(conv).input_ids[: len(prompt)]
+    assert after.startswith(f"\n{SPATIAL_INSTRUCTION}\n What is on the table?<|im_end|>")
+    prompt = enc.encode_prompt("<image> What is on the table?", spatial_instruction=True)
+    assert prompt == out.input_ids[: len(prompt)]
     assert tokenizer.decode(prompt[prompt.index(IMAGE_ID) + 1:]).endswith("<|im_start|>assistant\n")
+    # the original's evaluation (no sentence) puts a "\n" after the image
+    plain = tokenizer.decode(enc.encode_prompt("<image> What is on the table?")[prompt.index(IMAGE_ID) + 1:])
+    assert plain == "\n What is on the table?<|im_end|>\n<|im_start|>assistant\n"

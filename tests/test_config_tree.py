@@ -55,3 +55,36 @@ def test_bad_yaml_names_the_file(tmp_path):
     bad.write_text("a: [1,\n")
     with pytest.raises(ConfigError, match="bad.yaml: invalid YAML"):
         load_config(Run, bad)
+
+
+@pytest.mark.parametrize("spelling, value", [
+    ("1e-5", 1e-5), ("1E-5", 1e-5), ("1.0e-5", 1e-5), ("+1e-5", 1e-5), ("-2e3", -2000.0), ("1e+3", 1000.0),
+    (".5", 0.5), ("5.", 5.0), ("0.001", 0.001), ("3", 3.0), ("1_000.5", 1000.5),
+])
+def test_every_float_spelling_is_a_number(tmp_path, spelling, value):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"optim:\n  lr: {spelling}\n")
+    assert load_config(Run, cfg_file).optim.lr == value
+    assert load_config(Run, None, [f"optim.lr={spelling}"]).optim.lr == value
+    assert load_config(Run, None, [f"name={spelling}x"]).name == f"{spelling}x"  # strings stay strings
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.inf", "optim.lr: must be a finite number"),
+    ("optim.lr=-.inf", "optim.lr: must be a finite number"),
+    ("optim.lr=.nan", "optim.lr: must be a finite number"),
+    ("optim.betas=[0.9, .nan]", r"optim.betas\[1\]: must be a finite number"),
+    ("optim.lr=[", "override optim.lr: invalid YAML"),
+])
+def test_non_finite_and_unparsable_values_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(Run, None, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_non_utf8_config_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(byte 9\)") as err:
+        load_config(Run, bad)
+    assert "\n" not in str(err.value)

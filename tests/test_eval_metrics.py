@@ -333,3 +333,48 @@ def test_unreadable_answer_files_are_one_line_errors(tmp_path):
         read_answers(binary)
     with pytest.raises(InputError, match="cannot read answers file"):
         read_answers(tmp_path)
+
+
+def test_malformed_and_duplicated_answer_lines_are_one_line_errors(tmp_path):
+    out = tmp_path / "METRICS.json"
+    good = _original_line("sqa3d", "q0", "yes", "yes")
+    for name, rows, problem in [
+        ("number", [5], "sqa3d answer line 1 is not a JSON object"),
+        ("list_id", [{**good, "sample_id": [1]}], "sqa3d answer line 1 has a sample_id that is not a string"),
+        ("dict_id", [good, {**good, "sample_id": {"a": 1}}], "sqa3d answer line 2 has a sample_id that is not"),
+        ("dup", [good, _original_line("sqa3d", "q1", "no", "no"), good],
+         "sqa3d answer line 3 repeats sample_id 'q0' of line 1"),
+    ]:
+        answers = _write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        result = _score_cli("sqa3d", answers, "--out", out)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"{name}.jsonl: {problem}" in text, result.output
+        assert "Traceback" not in result.output
+
+
+def test_score_refuses_a_partial_file_and_reports_coverage(tmp_path):
+    questions = tmp_path / "q.json"
+    questions.write_text(json.dumps([
+        {"id": f"q{k}", "conversations": [{"from": "human", "value": "<image> Q?"}, {"from": "gpt", "value": "yes"}],
+         "metadata": {"answers": ["yes"]}} for k in range(3)]))
+    answers = _write_jsonl(tmp_path / "a.jsonl", [_original_line("sqa3d", "q0", "yes", "yes"),
+                                                  _original_line("sqa3d", "q2", "no", "yes")])
+    refused = _score_cli("sqa3d", answers, "--questions", questions, "--out", tmp_path / "M.json")
+    assert refused.exit_code == 1 and not (tmp_path / "M.json").exists()
+    assert " ".join(refused.output.split()) == (f"error: {answers}: answers 2 of the 3 sqa3d samples of the references; "
+                                                "missing 'q1' (--partial scores it anyway)")
+    result = _score_cli("sqa3d", answers, "--questions", questions, "--out", tmp_path / "M.json", "--partial")
+    assert result.exit_code == 0, result.output
+    assert "coverage: 2 of 3 sqa3d samples answered (partial answers file)" in " ".join(result.output.split())
+
+
+def test_eval_run_refuses_an_unknown_benchmark(tmp_path):
+    from ross3d_cli.app import app
+
+    result = CliRunner().invoke(app, ["eval", "run", "--benchmark", "bogus", "--checkpoint", str(tmp_path),
+                                      "--cache", str(tmp_path), "--samples", str(tmp_path / "s.parquet"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2  # a usage error: --benchmark is a choice
+    assert result.output.strip() == ("error: ross3d eval run: Invalid value for '--benchmark': Value error, 'bogus' is "
+                                     "not one of 'all', 'scanqa', 'sqa3d', 'scan2cap', 'scanrefer', 'multi3drefer'.")
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,7 @@ def test_proposal_membership_and_scoring(synth_root, tmp_path):
     valid = np.isfinite(cached["objects/boxes"]).all(1)
     boxes = source.boxes(scenes[0])
     np.testing.assert_allclose(boxes, cached["objects/boxes"][valid])
+    assert source.exclude_zero_depth is False  # as the PREP run (its default)
     np.testing.assert_array_equal(source.membership(scenes[0], boxes), cached["objects/membership"][valid])
 
     config = TrainConfig()

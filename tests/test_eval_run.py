@@ -4,7 +4,6 @@ original format for all five benchmarks, metrics and baselines; re-scoring the a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,34 +14,14 @@ BENCHMARKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
 
 
 @pytest.fixture(scope="module")
-def evaluated(synth_root, tmp_path_factory):
-    from ross3d.cache import tiny
-    from ross3d.cache.run import CacheOptions, cache_latents
-    from ross3d.model.checkpoint import save_model
-    from ross3d.prep.options import PrepOptions
-    from ross3d.prep.qa.run import QaSources, prep_qa
-    from ross3d.prep.run import prep_scannet
-    from ross3d.train.config import TrainConfig
-    from ross3d.train.model_setup import build_model
-
-    root = tmp_path_factory.mktemp("eval")
-    prep, cache, bench = root / "prep", root / "cache", synth_root / "benchmarks"
-    assert prep_scannet(synth_root / "scans", prep, PrepOptions(frame_stride=5, num_frames=4, bev_size=432)).failed == {}
-    prep_qa(prep, QaSources(bench / "scanqa", bench / "sqa_task", bench / "scanrefer", bench / "multi3drefer"),
-            label_map=synth_root / "scannet_metadata" / "scannetv2-labels.combined.tsv")
-    report = cache_latents(prep, cache, tiny.save_tiny_vae(root / "vae"), tiny.save_tiny_siglip(root / "siglip"),
-                           CacheOptions(strategies=("uniform",), device="cpu", batch_size=8, workers=1))
-    assert not report.failed
-    config = TrainConfig()
-    config.data.prep_dir, config.data.cache_dir = str(prep), str(cache)
-    model, tokenizer = build_model(config, root / "tokenizer")
-    checkpoint = save_model(model, root / "model", tokenizer)
-    out = root / "results"
-    result = CliRunner().invoke(app, ["eval", "run", "--checkpoint", str(checkpoint), "--cache", str(cache),
-                                      "--samples", str(prep / "samples.parquet"), "--out", str(out), "--limit", "4",
-                                      "--max-new-tokens", "4", "--batch-size", "3"])
+def evaluated(eval_inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "results"
+    result = CliRunner().invoke(app, ["eval", "run", "--checkpoint", str(eval_inputs["checkpoint"]),
+                                      "--cache", str(eval_inputs["cache"]),
+                                      "--samples", str(eval_inputs["prep"] / "samples.parquet"), "--out", str(out),
+                                      "--limit", "4", "--max-new-tokens", "4", "--batch-size", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    return out, prep, result.output
+    return out, eval_inputs["prep"], result.output
 
 
 def test_answer_files_in_the_original_format(evaluated):
@@ -81,6 +60,6 @@ def test_rescoring_the_answer_file_reproduces_the_metrics(evaluated, bench, tmp_
     out, prep, _ = evaluated
     target = tmp_path / "METRICS.json"
     result = CliRunner().invoke(app, ["eval", "score", bench, str(out / bench / "answers.jsonl"),
-                                      "--samples", str(prep / "samples.parquet"), "--out", str(target)])
+                                      "--samples", str(prep / "samples.parquet"), "--out", str(target), "--partial"])
     assert result.exit_code == 0, result.output
     assert json.loads(target.read_text()) == json.loads((out / bench / "METRICS.json").read_text())

@@ -61,10 +61,12 @@ def test_save_load_round_trip(model, config, tmp_path):
 
 
 def test_convert_llava_next_checkpoint_cli(model, config, tmp_path):
+    from release_fixtures import write_slow_tokenizer
+
     src, dst = tmp_path / "orig", tmp_path / "ours"
     src.mkdir()
+    ids = write_slow_tokenizer(src, ross3d_tokens=True)  # the tokenizer decides the ids
     state = {_original_name(k): v.clone() for k, v in model.state_dict().items()}
-    state["model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight"] = torch.zeros(4, 3, 14, 14)
     state["model.mm_pixel_decoder.decoder.conv_in.weight"] = torch.zeros(2, 2)
     save_file(state, str(src / "model.safetensors"))
     (src / "config.json").write_text(json.dumps({
@@ -72,14 +74,14 @@ def test_convert_llava_next_checkpoint_cli(model, config, tmp_path):
         "num_hidden_layers": config.num_layers, "num_attention_heads": config.num_heads,
         "num_key_value_heads": config.num_kv_heads, "intermediate_size": config.intermediate_size,
         "rope_theta": config.rope_theta, "mm_hidden_size": config.vision_dim, "ground_head_temperature": 0.07}))
-    (src / "added_tokens.json").write_text(json.dumps({"<ground>": 300, "<coord>": 301, "<|im_end|>": 2}))
     result = CliRunner().invoke(app, ["convert-checkpoint", str(src), str(dst), "--preset", "tiny"])
     assert result.exit_code == 0, result.output
-    assert "2 dropped" in result.output and "0 unexpected" in result.output
+    assert "1 dropped" in result.output and "0 unexpected" in result.output
+    assert "no vision tower stored" in " ".join(result.output.split())
     loaded, report = load_model(dst)
     assert report.fresh == []
-    assert (loaded.config.ground_token_id, loaded.config.coord_token_id) == (300, 301)
-    assert (dst / "added_tokens.json").exists()
+    assert (loaded.config.ground_token_id, loaded.config.coord_token_id) == (ids["<ground>"], ids["<coord>"])
+    assert (dst / "tokenizer.json").exists() and not (dst / "vision_tower").exists()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 

@@ -99,33 +99,68 @@ def test_cosine_schedule_closed_form_and_diffusers_match():
     torch.testing.assert_close(diff.q_sample(x0, t, noise), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
 
 
-def _exact_eps(diff: GaussianDiffusion, target: torch.Tensor):
-    """The true eps for a point mass at `target`."""
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("clip", [True, False])
+def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler, clip):
+    diff = GaussianDiffusion(1000)
+    target = torch.tensor([[2.5, -0.4, 0.7, -1.8], [0.1, -3.0, 0.9, 1.2]])
     abar = diff.alphas_cumprod.float()
 
-    def oracle(x, t):
+    def oracle(x, t):  # the true eps for a point mass at `target`
         a = abar[t][:, None]
         return (x - a.sqrt() * target) / (1 - a).sqrt()
 
-    return oracle
+    out = diff.sample(oracle, (2, 4), steps=20, sampler=sampler, generator=torch.Generator().manual_seed(0),
+                      clip=clip)
+    # every step's x0 estimate is the target; the original clamps it to [-1, 1] (clip_denoised=True)
+    torch.testing.assert_close(out, target.clamp(-1, 1) if clip else target, atol=2e-2, rtol=0)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler):
-    diff = GaussianDiffusion(1000)
-    target = torch.rand(2, 4, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9  # inside the x0 clamp [-1, 1]
-    out = diff.sample(_exact_eps(diff, target), (2, 4), steps=20, sampler=sampler,
-                      generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, target, atol=2e-2, rtol=0)
+def _abar(t: int) -> float:
+    """alpha_bar of the 1000-step cosine schedule at integer t, from the closed form (betas clipped at 0.999)."""
+    f = lambda s: math.cos((s / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    return math.prod(1 - min(1 - f(i + 1) / f(i), 0.999) for i in range(t + 1))
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sampling_clamps_the_predicted_x0_to_unit_range(sampler):
-    diff = GaussianDiffusion(1000)
-    target = torch.tensor([[1.5, -2.0, 0.5, -0.25]])  # the original samples with clip_denoised=True
-    out = diff.sample(_exact_eps(diff, target), (1, 4), steps=20, sampler=sampler,
-                      generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, torch.tensor([[1.0, -1.0, 0.5, -0.25]]), atol=2e-2, rtol=0)
+@pytest.mark.parametrize("clip", [True, False])
+def test_ddim_clipping_follows_guided_diffusion(clip):
+    """eps-model 0.5 x, 4 DDIM steps (t = 750, 500, 250, 0; the last goes to alpha_bar 1): per step
+    x0 = (x - sqrt(1-a) eps) / sqrt(a), clamped to [-1, 1], eps re-derived from the clamped x0, then
+    x = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps (guided-diffusion ddim_sample, eta 0)."""
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    for t, t_prev in ((750, 500), (500, 250), (250, 0), (0, None)):
+        a, a_prev = _abar(t), 1.0 if t_prev is None else _abar(t_prev)
+        x0 = (x - math.sqrt(1 - a) * model(x, t)) / math.sqrt(a)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+        x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+    got = GaussianDiffusion(1000).sample(model, (3, 5), steps=4, sampler="ddim",
+                                         generator=torch.Generator().manual_seed(7), clip=clip)
+    torch.testing.assert_close(got.double(), x, atol=1e-4, rtol=1e-4)
+    if clip:  # clamping changes the result here
+        unclipped = GaussianDiffusion(1000).sample(model, (3, 5), steps=4, sampler="ddim",
+                                                   generator=torch.Generator().manual_seed(7), clip=False)
+        assert (got - unclipped).abs().max() > 0.1
+
+
+def test_ddpm_clipping_takes_the_posterior_mean_of_the_clamped_x0():
+    """eps-model 0.5 x, 2 DDPM steps (t = 500, 0): x0 clamped, mean = sqrt(a_prev) b / (1-a) x0 +
+    sqrt(1-b) (1-a_prev) / (1-a) x with b = 1 - a/a_prev, plus sqrt(b (1-a_prev)/(1-a)) z for t > 0 (z drawn after
+    the starting noise from the same generator)."""
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    g = torch.Generator().manual_seed(3)
+    x, z = torch.randn(2, 6, generator=g).double(), torch.randn(2, 6, generator=g).double()
+    for t, t_prev in ((500, 0), (0, None)):
+        a, a_prev = _abar(t), 1.0 if t_prev is None else _abar(t_prev)
+        b = 1 - a / a_prev
+        x0 = ((x - math.sqrt(1 - a) * model(x, t)) / math.sqrt(a)).clamp(-1, 1)
+        mean = math.sqrt(a_prev) * b / (1 - a) * x0 + math.sqrt(1 - b) * (1 - a_prev) / (1 - a) * x
+        x = mean + (math.sqrt(b * (1 - a_prev) / (1 - a)) * z if t_prev is not None else 0)
+    got = GaussianDiffusion(1000).sample(model, (2, 6), steps=2, sampler="ddpm",
+                                         generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(got.double(), x, atol=1e-4, rtol=1e-4)
 
 
 def test_masking_step_schedule_counts():

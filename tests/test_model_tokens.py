@@ -96,6 +96,6 @@ def test_mean_init_under_zero3_partitioning():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", ZERO3_SCRIPT, *TEXTS], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-c", ZERO3_SCRIPT, *TEXTS], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "OK" in proc.stdout

@@ -139,3 +139,38 @@ def test_scene_status_from_scenes_parquet(tmp_path):
     assert {k[1]: p.first_ids for k, p in report.problems.items()} == {"scene failed in prep scannet": ["q1"]}
     # scene0002_00 has no objects but prepared fine: its question is kept
     assert [s.scene_id for s in read_samples(prep / "samples.parquet")] == ["scene0000_00", "scene0002_00"]
+
+
+def test_out_of_range_ids_duplicates_and_long_texts_are_bad_records(tmp_path):
+    prep = tmp_path / "prep"
+    write_objects(prep)
+    records = [{**GOOD, "question_id": "q0"},
+               {**GOOD, "question_id": "q0", "answers": ["b"]},  # the same question id again
+               {**GOOD, "question_id": "q1", "object_ids": [2 ** 40]},
+               {**GOOD, "question_id": "q2", "question": "x" * 10_000_000},
+               {**GOOD, "question_id": "q3", "question": "y" * 10_000}]  # at the cap: kept
+    write_json(tmp_path / "qa" / "ScanQA_v1.0_val.json", records)
+    write_json(tmp_path / "refer" / "ScanRefer_filtered_val.json", [
+        {"scene_id": "scene0000_00", "object_id": str(2 ** 40), "object_name": "chair", "description": "d."}])
+    write_label_map(tmp_path / "labels.tsv")
+    report = prep_qa(prep, QaSources(scanqa=tmp_path / "qa", scanrefer=tmp_path / "refer"),
+                     label_map=tmp_path / "labels.tsv", keep_going=True)
+    problems = {k: p.first_ids for k, p in report.problems.items()}
+    assert problems == {
+        ("ScanQA_v1.0_val.json", "duplicate question id"): ["q0"],
+        ("ScanQA_v1.0_val.json", "field 'object_ids' is out of the int32 range"): ["q1"],
+        ("ScanQA_v1.0_val.json", "field 'question' is longer than 10000 characters"): ["q2"],
+        ("ScanRefer_filtered_val.json", "field 'object_id' is out of the int32 range"): ["#0"],
+    }
+    rows = read_samples(prep / "samples.parquet")
+    assert [(s.sample_id, s.answers) for s in rows] == [("scanqa/val/q0", ["a"]), ("scanqa/val/q3", ["a"])]
+
+
+def test_deeply_nested_json_is_a_one_line_error(tmp_path):
+    prep = tmp_path / "prep"
+    write_objects(prep)
+    (tmp_path / "qa").mkdir()
+    (tmp_path / "qa" / "ScanQA_v1.0_val.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    result = CliRunner().invoke(app, ["prep", "qa", str(prep), "--scanqa", str(tmp_path / "qa")])
+    assert result.exit_code == 1 and "ScanQA_v1.0_val.json: JSON nested too deeply" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

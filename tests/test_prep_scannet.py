@@ -1,7 +1,8 @@
 """`ross3d prep scannet` end to end on hand-made scans: the PREP_DIR contract, verbatim bytes, invalid frames,
-both selections against set-based references, membership sanity, BEV colours and holes, failure isolation,
-resume, and a run killed with SIGKILL."""
+both selections against set-based references, membership sanity, BEV colours and holes, output bytes unchanged
+since the per-frame code, failure isolation, resume, and a run killed with SIGKILL."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from typer.testing import CliRunner
 from prep_scannet_scene import FLOOR_RGB, ROOM, TABLE_BOX, TABLE_RGB, write_scene
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
+from ross3d.prep.store import PAUSE_ENV
 from ross3d.prep.selection import tie_priority
 from ross3d_cli.app import app
 
@@ -83,8 +86,8 @@ def test_tables_contract(prepared):
     manifest = json.loads((prep / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["options"] == OPTIONS.to_dict()
     assert manifest["options_fingerprint"] == OPTIONS.fingerprint()
-    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"sens_read", "selection", "geometry", "objects", "bev",
-                                                           "write"}
+    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"inputs", "sens_read", "voxels", "selection", "geometry",
+                                                           "objects", "bev", "write"}
     assert manifest["scenes"][BAD]["status"] == "failed"
     assert (prep / "previews" / f"{GOOD[0]}_bev.png").is_file()
 
@@ -136,14 +139,17 @@ def test_selections_match_references(prepared):
     sets = []
     for i in valid:
         world = _aligned_world(w["depths"][i], w["poses"][i], w["axis"], depth_intrinsic())
-        pts = world[w["depths"][i] > 0]
+        pts = world.reshape(-1, 3)  # zero-depth pixels count, at the camera centre (the original's default)
         sets.append(np.array(sorted({tuple(p) for p in np.round(pts / 0.1).astype(int).tolist()} & mesh)))
     ids = {t: n for n, t in enumerate(sorted(mesh))}
     sets = [np.array(sorted(ids[tuple(t)] for t in s)) for s in sets]
-    picks, gains = reference_greedy(sets, 8, tie_priority(len(valid), OPTIONS.seed))
+    picks, _ = reference_greedy(sets, 8, tie_priority(len(valid), OPTIONS.seed))
     mc = sorted((r for r in sel if r["strategy"] == "max-coverage"), key=lambda r: r["rank"])
-    assert [r["frame_idx"] for r in mc] == [valid[p] for p in picks]
-    assert [r["new_voxels"] for r in mc] == gains
+    assert [r["frame_idx"] for r in mc] == [valid[p] for p in sorted(picks)]  # in frame order, as the original
+    covered = set()
+    for r, p in zip(mc, sorted(picks)):  # the new voxels each adds in that order
+        assert r["new_voxels"] == len(set(sets[p].tolist()) - covered)
+        covered |= set(sets[p].tolist())
     assert 10 not in uniform + [r["frame_idx"] for r in mc]
 
 
@@ -188,6 +194,46 @@ def test_bev_colours_and_no_holes(prepared):
     assert (xmax - xmin) == pytest.approx(ymax - ymin) and (xmax - xmin) <= ROOM[0] / 0.9 + 1e-4
 
 
+# sha256 (16 hex digits) of each array (dtype, shape, bytes) and table rows of GOOD[0], as written by the per-frame
+# code of commit b6204bf (before the batched geometry) on x86-64 with numpy 2.4 / OpenBLAS 0.3.31. Another BLAS
+# build may round the float32 rotation differently; regenerate them there from that commit.
+BASE_DIGESTS = {
+    "bev/bounds": "7278346c543d3758", "bev/rgb": "6c8f1a61369f04e0", "bev/valid": "df90af3d97a276d8",
+    "coords/max-coverage": "17c900c3301b0c80", "coords/uniform": "50e1e8b70524dad9", "depth": "35cf573b1523ce7f",
+    "frames": "b3f40a76fd82e979", "membership/max-coverage": "730df316ddf1c935",
+    "membership/uniform": "69f7aecd88fcab72", "objects": "d561a2f4cef577c1", "scenes": "889df01a3d3b0cd6",
+    "selections": "7b80875460a8477f", "voxels/max-coverage": "d4aca8751610b767", "voxels/uniform": "caf485947af9abcc",
+}
+
+
+def _digest(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = f"{value.dtype.str}{value.shape}".encode() + value.tobytes()
+    return hashlib.sha256(value if isinstance(value, bytes) else repr(value).encode()).hexdigest()[:16]
+
+
+def test_output_bytes_unchanged_since_per_frame_code(prepared, tmp_path):
+    """The batched geometry gives bitwise what the per-frame code of b6204bf gave. That code excluded zero-depth
+    pixels and kept max-coverage frames in greedy order, so the two switches reproduce its settings."""
+    _, scans, _, _, _ = prepared
+    scene = GOOD[0]
+    prep = tmp_path / "prep"
+    old_settings = replace(OPTIONS, exclude_zero_depth=True, max_coverage_order="greedy")
+    assert prep_scannet(scans, prep, old_settings, scenes=[scene]).ok == [scene]
+
+    def arrays(group, prefix=""):
+        out = {}
+        for key, value in group.members():
+            out.update({prefix + key: value[...]} if isinstance(value, zarr.Array) else arrays(value, f"{prefix}{key}/"))
+        return out
+
+    got = {k: _digest(v) for k, v in arrays(zarr.open_group(prep / "scenes" / scene / "arrays.zarr", mode="r")).items()}
+    for table in ("scenes", "selections", "objects"):
+        got[table] = _digest([r for r in pq.read_table(prep / f"{table}.parquet").to_pylist() if r["scene_id"] == scene])
+    got["frames"] = _digest(pq.read_table(prep / "scenes" / scene / "frames.parquet").to_pylist())
+    assert got == BASE_DIGESTS
+
+
 def test_resume_skips_committed_and_retries_failed(prepared, tmp_path):
     _, scans, shared, _, _ = prepared
     prep = tmp_path / "prep"
@@ -208,7 +254,8 @@ def test_cli_exit_codes(prepared):
     assert failed.exit_code == 1 and BAD in failed.output
     assert runner.invoke(app, args + ["--scenes", BAD, "--keep-going"]).exit_code == 0
     bad_option = runner.invoke(app, args + ["--executor", "spark"])
-    assert bad_option.exit_code == 1 and "--executor must be one of local, ray" in bad_option.output
+    assert bad_option.exit_code == 2 and "Invalid value for '--executor'" in bad_option.output
+    assert "'spark' is not one of 'local', 'ray'" in bad_option.output
     missing = runner.invoke(app, ["prep", "scannet", str(scans / "nope"), str(prep)])
     assert missing.exit_code == 1 and "scans folder not found" in missing.output
     assert (prep / "manifest.json").is_file()  # a refused run leaves the previous result alone
@@ -221,19 +268,20 @@ def test_kill_9_leaves_nothing_half_done(tmp_path):
     prep = tmp_path / "prep"
     code = ("import sys; from ross3d.prep.run import prep_scannet; from ross3d.prep.options import PrepOptions; "
             "prep_scannet(sys.argv[1], sys.argv[2], PrepOptions(frame_stride=1, num_frames=8, bev_size=64))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(scans), str(prep)])
-    while not (prep / "scenes").is_dir() and proc.poll() is None:
+    marker = tmp_path / "paused"  # the run stops right after committing its first scene (PAUSE_ENV), killed there
+    proc = subprocess.Popen([sys.executable, "-c", code, str(scans), str(prep)],
+                            env={**os.environ, PAUSE_ENV: f"1:{marker}"})
+    while not marker.exists() and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.8)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (prep / "manifest.json").exists() or proc.returncode == 0
-    for d in (prep / "scenes").iterdir():
-        if not d.name.startswith("."):
-            assert json.loads((d / "result.json").read_text())["status"] == "ok"
-            zarr.open_group(d / "arrays.zarr", mode="r")["bev/rgb"][:]
+    assert proc.wait() == -signal.SIGKILL
+    assert not (prep / "manifest.json").exists()  # a killed run never claims to be finished
+    committed = [d for d in (prep / "scenes").iterdir() if not d.name.startswith(".")]
+    assert [str(d) for d in committed] == [marker.read_text()]
+    assert json.loads((committed[0] / "result.json").read_text())["status"] == "ok"
+    zarr.open_group(committed[0] / "arrays.zarr", mode="r")["bev/rgb"][:]
     report = prep_scannet(scans, prep, PrepOptions(frame_stride=1, num_frames=8, bev_size=64))
-    assert sorted(report.ok + report.skipped) == [f"scene000{i}_00" for i in range(3)]
+    assert report.skipped == [committed[0].name] and len(report.ok) == 2
     assert not [p for p in (prep / "scenes").iterdir() if p.name.startswith(".")]
 
 

@@ -73,6 +73,36 @@ def test_unproject_matches_per_pixel_formula():
             np.testing.assert_allclose(world[v, u], p[:3], atol=1e-5)
 
 
+def _pose(rng, shift):
+    pose = np.eye(4)
+    pose[:3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    pose[:3, 3] = shift
+    return pose
+
+
+def test_unproject_and_crop_points_take_a_batch_of_frames():
+    rng = np.random.default_rng(3)
+    h, w = 48, 64
+    depth = rng.integers(0, 4000, (2, h, w)).astype(np.uint16)
+    depth[0, :5] = 0
+    k = np.array([[57.0, 0, 31.5, 0], [0, 57.0, 23.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    poses = np.stack([_pose(rng, [1, -2, 0.5]), _pose(rng, [-0.3, 0.7, 1.4])])
+    world = geometry.unproject(depth, k, poses, 1000.0)
+    points, valid = geometry.frame_crop_points(depth, k, poses, 1000.0, exclude_zero_depth=True)
+    assert geometry.frame_crop_points(depth, k, poses, 1000.0)[1].all()  # by default every pixel is a point
+    assert world.shape == (2, h, w, 3) and points.shape == (2, 384, 384, 3) and valid.shape == (2, 384, 384)
+    rows = (np.arange(384) * h / 384).astype(int)  # nearest resize to 512x384, then columns 64..447
+    cols = ((np.arange(384) + 64) * w / 512).astype(int)
+    v, u = np.mgrid[0:h, 0:w]
+    for f in range(2):
+        z = depth[f] / 1000.0
+        cam = np.stack([(u - 31.5) * z / 57.0, (v - 23.5) * z / 57.0, z, np.ones_like(z)], -1)
+        expected = (cam @ poses[f].T)[..., :3]
+        np.testing.assert_allclose(world[f], expected, atol=2e-5)
+        np.testing.assert_allclose(points[f], expected[rows][:, cols], atol=2e-5)
+        np.testing.assert_array_equal(valid[f], depth[f][rows][:, cols] > 0)
+
+
 def test_crop_map_is_nearest_resize_then_centre_crop():
     h, w = 48, 64
     values = np.arange(h * w, dtype=np.float32).reshape(h, w, 1).repeat(3, -1)
@@ -97,6 +127,25 @@ def test_cell_means_exclude_invalid_and_fall_back_to_camera():
         np.testing.assert_allclose(means[i, j], cell.mean(axis=0), atol=1e-5)
 
 
+def test_cell_means_of_a_batch_with_and_without_zero_depth():
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(2, 384, 384, 3)).astype(np.float32)
+    ok = rng.random((2, 384, 384)) > 0.3
+    ok[1, 27:54, :27] = False  # frame 1, cell (1, 0) without depth
+    cams = np.array([[1.0, 2.0, 3.0], [9.0, 8.0, 7.0]])
+    pts[~ok] = np.repeat(cams[:, None], 384 * 384, 1).reshape(2, 384, 384, 3)[~ok]  # zero depth: camera centre
+    excluded = geometry.cell_means(pts, ok, 14, cams)
+    included = geometry.cell_means(pts, np.ones_like(ok), 14, cams)  # depth_validity of the default
+    assert excluded.shape == included.shape == (2, 14, 14, 3)
+    np.testing.assert_allclose(excluded[1, 1, 0], cams[1])
+    np.testing.assert_allclose(included[1, 1, 0], cams[1], atol=1e-5)
+    for f, i, j in [(0, 0, 0), (0, 5, 9), (1, 13, 13), (1, 2, 0)]:
+        cell = pts[f, i * 27:(i + 1) * 27, j * 27:(j + 1) * 27]
+        keep = ok[f, i * 27:(i + 1) * 27, j * 27:(j + 1) * 27]
+        np.testing.assert_allclose(excluded[f, i, j], cell[keep].mean(axis=0), atol=1e-5)
+        np.testing.assert_allclose(included[f, i, j], cell.reshape(-1, 3).mean(axis=0), atol=1e-5)
+
+
 def test_discrete_voxels_clamp_offset_round():
     coords = np.array([[0.0, 0.0, 0.0], [-20.0, 20.0, 6.0], [0.25, -0.35, 1.04]], np.float32)
     vox = geometry.discrete_voxels(coords)
@@ -111,6 +160,18 @@ def test_mesh_voxel_ids_are_sorted_triples_hit_by_points():
     assert mesh.count == len(triples) == 4
     pts = np.array([[0.01, 0.0, 0.0], [1.04, 0.96, 1.0], [5.0, 5.0, 5.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
     assert mesh.ids(pts).tolist() == [triples.index((0, 0, 0)), triples.index((10, 10, 10))]
+
+
+def test_mesh_voxel_ids_per_frame_drop_invalid_points():
+    verts = np.array([[0.0, 0, 0], [0.1, 0, 0], [1.0, 1.0, 1.0], [-0.3, 0.52, 0.0]])
+    mesh = geometry.MeshVoxels(verts)
+    triples = sorted({tuple(v) for v in np.round(verts.astype(np.float32) / np.float32(0.1)).astype(int).tolist()})
+    pts = np.array([[[0.01, 0.0, 0.0], [1.04, 0.96, 1.0], [-9.0, 0.0, 0.0]],
+                    [[0.12, 0.0, 0.0], [-0.3, 0.5, 0.04], [0.0, 0.0, 0.0]]], np.float32)
+    valid = np.array([[True, True, True], [True, True, False]])
+    got = mesh.frame_ids(pts, valid)
+    assert [g.tolist() for g in got] == [[triples.index((0, 0, 0)), triples.index((10, 10, 10))],
+                                        [triples.index((-3, 5, 0)), triples.index((1, 0, 0))]]
 
 
 def test_membership_matches_per_patch_count():

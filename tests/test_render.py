@@ -41,3 +41,26 @@ def test_pinhole_depth_unprojects_onto_the_surface():
     cam = np.stack([(u - 7.5) * hits.t / 20.0, (v - 5.5) * hits.t / 20.0, hits.t], -1)
     back = cam @ pose[:3, :3].T + pose[:3, 3]
     np.testing.assert_allclose(back, origins + hits.t[..., None] * directions, atol=1e-4)
+
+
+def test_prep_loads_no_plotting_stack(tmp_path):
+    """Reading a mesh and ray casting it load open3d's compiled module only: no open3d.visualization, dash or
+    plotly (a fresh interpreter, as a prep worker)."""
+    import subprocess
+    import sys
+
+    from ross3d.scannet.ply import write_scannet_ply
+
+    ply = tmp_path / "m_vh_clean_2.ply"
+    write_scannet_ply(ply, np.array([[0, 0, 2], [1, 0, 2], [0, 1, 2]], float),
+                      np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8), np.array([[0, 1, 2]]))
+    code = (
+        "import sys, numpy as np\n"
+        "from ross3d.scannet.scene import read_mesh\n"
+        "from ross3d.render import MeshRaycaster\n"
+        f"m = read_mesh({str(ply)!r})\n"
+        "hit = MeshRaycaster(m.vertices, m.faces, m.colors).cast(np.array([[0.2, 0.2, 0.0]]), np.array([0, 0, 1.0]))\n"
+        "print(float(hit.t[0]), sorted(n for n in ('open3d', 'open3d.visualization', 'dash', 'plotly')"
+        " if n in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert abs(float(out[0]) - 2.0) < 1e-5 and out[1:] == ["[]"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ross3d.train.sampler import TASK_GROUP, plan_epoch, rank_micro_batches
+from ross3d.train.sampler import TASK_GROUP, Lanes, SceneOrder, plan_epoch, rank_micro_batches, scene_runs
 
 TASKS = ["scanqa"] * 37 + ["sqa3d"] * 20 + ["scan2cap"] * 25 + ["scanrefer"] * 18 + ["multi3drefer"] * 9
 
@@ -40,3 +40,65 @@ def test_rank_sharding_partitions_each_step():
         assert sorted(np.concatenate([s.ravel() for s in shares]).tolist()) == sorted(step.tolist())
     with pytest.raises(ValueError, match="does not split"):
         rank_micro_batches(plan[0], 0, world_size=5, micro_batch=1)
+
+
+# scene_local: QA on scenes q0..q11, captioning on c0..c7, grounding on g0..g3, two samples each (one run of 2)
+SCENE_TASKS = ["scanqa"] * 24 + ["scan2cap"] * 16 + ["scanrefer"] * 8
+SCENE_IDS = [f"q{i // 2}" for i in range(24)] + [f"c{i // 2}" for i in range(16)] + [f"g{i // 2}" for i in range(8)]
+
+
+def _worker_sequences(plan, world_size, micro_batch, workers):
+    """Each (rank, loader worker)'s samples in reading order: ranks split steps as rank_micro_batches does, and
+    a DataLoader hands a rank's micro-batches to its workers in turn."""
+    out = []
+    for rank in range(world_size):
+        micro = [mb for step in plan for mb in rank_micro_batches(step, rank, world_size, micro_batch)]
+        out += [[int(i) for mb in micro[w::workers] for i in mb] for w in range(workers)]
+    return out
+
+
+def _scene_switches(plan, scenes, world_size, micro_batch, workers):
+    """Scene blocks a one-scene cache per worker reads: the maximal same-scene stretches of each worker."""
+    return sum(sum(1 for k, i in enumerate(seq) if k == 0 or scenes[i] != scenes[seq[k - 1]])
+               for seq in _worker_sequences(plan, world_size, micro_batch, workers))
+
+
+@pytest.mark.parametrize("world_size,micro_batch,workers", [(2, 1, 2), (1, 2, 2), (2, 2, 1), (1, 1, 0)])
+def test_scene_local_is_a_task_grouped_permutation_read_once_per_run(world_size, micro_batch, workers):
+    lanes = Lanes(world_size, micro_batch, workers)
+    order = SceneOrder(SCENE_IDS, run_length=2, buffer=3, lanes=lanes)
+    plan = plan_epoch(SCENE_TASKS, np.zeros(48), global_batch=8, seed=5, epoch=2, scene_order=order)
+    # 24 + 16 + 8 samples fill 3 + 2 + 1 steps of 8 exactly: the epoch is a permutation of all samples
+    assert plan.shape == (6, 8) and sorted(plan.ravel().tolist()) == list(range(48))
+    groups = np.array([TASK_GROUP[t] for t in SCENE_TASKS])
+    assert all(len(set(groups[step])) == 1 for step in plan)
+    assert sorted(groups[plan[:, 0]].tolist()) == [0, 0, 0, 1, 1, 2]
+    # every worker's share of a step is 2 samples (one run): 24 scenes, 24 runs, 24 reads
+    assert _scene_switches(plan, SCENE_IDS, world_size, micro_batch, max(1, workers)) == 24
+    shuffled = plan_epoch(SCENE_TASKS, np.zeros(48), global_batch=8, seed=5, epoch=2)
+    assert _scene_switches(shuffled, SCENE_IDS, world_size, micro_batch, max(1, workers)) > 36
+
+
+def test_scene_local_is_a_pure_function_of_seed_and_epoch():
+    order = SceneOrder(SCENE_IDS, run_length=2, buffer=2, lanes=Lanes(2, 1, 2))
+    a = plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=1, epoch=0, scene_order=order)
+    assert np.array_equal(a, plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=1, epoch=0, scene_order=order))
+    assert not np.array_equal(a, plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=1, epoch=1, scene_order=order))
+    assert not np.array_equal(a, plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=2, epoch=0, scene_order=order))
+
+
+def test_scene_runs_take_run_length_samples_of_one_open_scene():
+    # 3 scenes of 7, 5 and 3 samples, runs of at most 3: ceil(7/3) + ceil(5/3) + 1 = 6 runs
+    scenes = np.array([0] * 7 + [1] * 5 + [2] * 3)
+    runs = scene_runs(np.arange(15), scenes, run_length=3, buffer=2, rng=np.random.default_rng(0))
+    assert sorted(np.concatenate(runs).tolist()) == list(range(15))
+    assert sorted(len(r) for r in runs) == [1, 2, 3, 3, 3, 3]
+    assert all(len(set(scenes[r])) == 1 for r in runs)
+    # with one open scene, each scene's runs follow each other: scene by scene
+    single = scene_runs(np.arange(15), scenes, run_length=3, buffer=1, rng=np.random.default_rng(0))
+    order = [int(scenes[r[0]]) for r in single]
+    assert sum(a != b for a, b in zip(order, order[1:])) == 2
+    # with the task grouping, incomplete remainders are dropped as in the random order
+    tasks = ["scanqa"] * 11 + ["scan2cap"] * 5
+    plan = plan_epoch(tasks, np.zeros(16), 4, 0, 0, scene_order=SceneOrder([f"s{i % 3}" for i in range(16)], 3, 2))
+    assert plan.shape == (3, 4) and len(np.unique(plan)) == 12

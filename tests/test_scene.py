@@ -80,7 +80,7 @@ def test_mesh_and_alignment(scan):
 
 def test_objects_and_boxes(scan, caplog):
     paths, align, aligned = scan
-    objects = read_objects(paths.aggregation, paths.segs)
+    objects = read_objects(paths.aggregation, paths.segs, n_vertices=16)
     assert [(o.object_id, o.label) for o in objects] == [(0, "chair"), (1, "toaster oven"), (2, "ghost")]
     np.testing.assert_array_equal(objects[0].vertex_indices, np.arange(8))
     np.testing.assert_array_equal(objects[1].vertex_indices, np.arange(8, 16))
@@ -115,10 +115,39 @@ def test_bad_files_name_the_file(tmp_path, scan):
     paths, _, _ = scan
     paths.segs.write_text("{not json")
     with pytest.raises(InputError, match="segs.json: not valid JSON"):
-        read_objects(paths.aggregation, paths.segs)
+        read_objects(paths.aggregation, paths.segs, n_vertices=16)
     with pytest.raises(InputError, match="mesh file not found"):
         read_mesh(tmp_path / "nope.ply")
     garbage = tmp_path / "garbage.ply"
     garbage.write_bytes(b"ply\nformat nonsense\n")
     with pytest.raises(InputError, match="garbage.ply"):
         read_mesh(garbage)
+
+
+def test_truncated_mesh_names_the_file(tmp_path):
+    """open3d returns the faces it read before the cut; the header's counts expose it. ScanNet's layout: 16 bytes
+    per vertex (3 float32 + 4 uint8), 13 per triangle (a uint8 count + 3 int32)."""
+    from ross3d.scannet.ply import write_scannet_ply
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "scene0000_00_vh_clean_2.ply"
+    write_scannet_ply(path, rng.random((300, 3)), rng.integers(0, 255, (300, 3)), rng.integers(0, 300, (600, 3)))
+    data = path.read_bytes()
+    header = data.index(b"end_header\n") + len(b"end_header\n")
+    assert len(data) == header + 300 * 16 + 600 * 13
+    cut = len(data) * 2 // 3
+    path.write_bytes(data[:cut])
+    whole_faces = (cut - header - 300 * 16) // 13
+    with pytest.raises(InputError) as err:
+        read_mesh(path)
+    assert str(err.value) == (f"{path}: truncated or corrupt: the header declares 300 vertices and 600 faces, "
+                              f"300 and {whole_faces} were read")
+
+
+def test_segs_of_another_mesh_names_the_file(scan):
+    paths, _, _ = scan
+    paths.segs.write_text(json.dumps({"segIndices": [0] * 20}))  # the scan's mesh has 16 vertices
+    with pytest.raises(InputError) as err:
+        read_objects(paths.aggregation, paths.segs, n_vertices=16)
+    assert str(err.value) == (f"{paths.segs}: segIndices has 20 entries but the mesh has 16 vertices (a segs file "
+                              "of another scene?)")

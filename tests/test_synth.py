@@ -63,7 +63,7 @@ def test_depth_lies_on_the_mesh_surface(synth_root):
 def test_objects_match_the_generator(synth_root):
     paths = scan_paths(synth_root / "scans", SCENE)
     _, _, verts = _aligned_mesh(paths)
-    objects = read_objects(paths.aggregation, paths.segs)
+    objects = read_objects(paths.aggregation, paths.segs, n_vertices=len(verts))
     boxes = object_boxes(objects, verts)
     room = make_scenes(2, seed=0)[0].room
     assert [(o.object_id, o.label) for o in objects] == [(o.object_id, o.label) for o in room.objects]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ross3d.errors import ConfigError
+from ross3d.errors import ConfigError, InputError
 from ross3d.train.config import load_train_config
 from ross3d.train.loop import train
 from ross3d.train.metrics import read_log
@@ -48,8 +48,11 @@ def zero2(inputs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def resumed(inputs, zero2):
     """Point the run at its step-2 checkpoint and resume through the CLI in a fresh process that reports which
-    encoder / image-decoder modules it imported."""
+    encoder / image-decoder modules it imported, and what each DataLoader worker (forked, so the spies are
+    inherited) imported and decoded after each item it produced."""
     out = zero2["out"]
+    workers = out.parent / f"{out.name}-workers"
+    workers.mkdir()
     (out / "checkpoints" / "latest_step").write_text("step_2")
     args = ["train", str(ROOT / "configs/tiny.yaml"), "--resume"]
     for item in _overrides(inputs, out):
@@ -64,12 +67,22 @@ def resumed(inputs, zero2):
         "def _spy_load(self, *a, **k):\n"
         "    decoded.append('load'); return _load(self, *a, **k)\n"
         "PIL.Image.open, PIL.ImageFile.ImageFile.load = _spy_open, _spy_load\n"
+        "watched = ('diffusers', 'cv2', 'torchvision', 'transformers.models.siglip', 'imageio')\n"
+        "import os, ross3d.train.data as data\n"
+        "_get = data.MicroBatchDataset.__getitem__\n"
+        "def _spy_get(self, indices):\n"
+        "    item = _get(self, indices)\n"
+        "    found = sorted(m for m in sys.modules if m.startswith(watched))\n"
+        f"    with open(f'{workers}/{{os.getpid()}}.json', 'w') as f:\n"
+        "        json.dump(found + decoded, f)\n"
+        "    return item\n"
+        "data.MicroBatchDataset.__getitem__ = _spy_get\n"
         "from ross3d_cli.app import app\n"
+        "print('PID=' + str(os.getpid()))\n"
         "try:\n"
         f"    app({args!r})\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "watched = ('diffusers', 'cv2', 'torchvision', 'transformers.models.siglip', 'imageio')\n"
         "found = sorted(m for m in sys.modules if m.startswith(watched))\n"
         "print('MODULES=' + json.dumps(found + decoded))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
@@ -77,7 +90,9 @@ def resumed(inputs, zero2):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES="))
-    return {"records": read_log(out / "log.jsonl"), "modules": json.loads(line[len("MODULES="):])}
+    pid = next(x for x in proc.stdout.splitlines() if x.startswith("PID="))[len("PID="):]
+    return {"records": read_log(out / "log.jsonl"), "modules": json.loads(line[len("MODULES="):]),
+            "workers": {p.stem: json.loads(p.read_text()) for p in workers.iterdir()}, "pid": pid}
 
 
 def test_run_writes_log_checkpoints_and_export(zero2):
@@ -124,6 +139,9 @@ def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
 
 def test_training_process_loads_no_encoder_and_decodes_no_image(resumed):
     assert resumed["modules"] == []
+    # the loader worker (data.num_workers=1) is another process, and it too imported and decoded nothing
+    assert list(resumed["workers"]) and resumed["pid"] not in resumed["workers"]
+    assert all(found == [] for found in resumed["workers"].values())
 
 
 def test_zero3_trains_like_zero2(inputs, zero2, tmp_path):
@@ -226,6 +244,10 @@ def test_bad_config_values_name_the_key():
         load_train_config(ROOT / "configs/tiny.yaml", ["data.tasks=[scanqa, nope]"])
     with pytest.raises(ConfigError, match="zero_stage"):
         load_train_config(ROOT / "configs/tiny.yaml", ["zero_stage=1"])
+    with pytest.raises(ConfigError, match="data.run_length"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=scene_local", "data.run_length=0"])
+    with pytest.raises(ConfigError, match="data.order"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["data.order=by_scene"])
     seven = load_train_config(ROOT / "configs/ross3d_7b.yaml")
     assert (seven.micro_batch, seven.grad_accum, seven.zero_stage, seven.precision) == (1, 32, 3, "bf16")
     assert seven.optim.lr == 1e-5 and seven.optim.warmup_ratio == 0.03 and seven.epochs == 1
@@ -276,3 +298,298 @@ def test_model_init_trains_the_same_under_zero3_and_zero2(from_init):
         assert a["task"] == b["task"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeypatch):
+    """Real DataLoader workers over the real cache, the reader wrapped to log each scene block it reads: under
+    scene_local every run of the plan is one read in one worker; the random order reads about once per sample."""
+    from ross3d.cache import reader as reader_module
+    from ross3d.train.data import MicroBatchDataset, TextSample, micro_batch_order, micro_batches
+    from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
+    from test_sampler import SCENE_IDS, SCENE_TASKS, _scene_switches
+
+    log = tmp_path / "reads.txt"
+
+    class LoggingReader(reader_module.CacheReader):
+        def load_scene(self, scene_id, strategy, bf16_bits=False, check=False):
+            with log.open("a") as f:  # appended from each forked worker
+                f.write(scene_id + "\n")
+            # 24 scene ids over the two cached scenes: every read is a real scene block
+            return super().load_scene(SCENES[int(scene_id[1:]) % 2], strategy, bf16_bits, check)
+
+    monkeypatch.setattr(reader_module, "CacheReader", LoggingReader)
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "data.num_workers=2",
+                                                                      "data.scene_cache=1"))
+    text = np.arange(4, dtype=np.int64)
+    samples = [TextSample(t, s, text, text, (), None) for t, s in zip(SCENE_TASKS, SCENE_IDS)]
+    world, micro = 2, 1  # 2 ranks x 2 workers x 2 micro-batches: each worker reads 2 samples of a step
+    lanes = Lanes(world, micro, config.data.num_workers)
+    for scene_order in (SceneOrder(SCENE_IDS, run_length=2, buffer=3, lanes=lanes), None):
+        log.write_text("")
+        plan = plan_epoch(SCENE_TASKS, np.zeros(48), 8, seed=5, epoch=2, scene_order=scene_order)
+        for rank in range(world):  # each rank's loader, as its process would run it
+            dataset = MicroBatchDataset(samples, config.data, pad_id=0)
+            assert sum(1 for _ in micro_batches(dataset, micro_batch_order(plan, rank, world, micro), config.data,
+                                                on_gpu=False)) == 8 // world * len(plan) // micro
+        reads = len(log.read_text().split())
+        assert reads == _scene_switches(plan, SCENE_IDS, world, micro, 2)  # workers take micro-batches in turn
+        assert reads == 24 if scene_order else reads > 36  # 24 runs: each (task group, scene) is one run of 2
+
+
+def test_scene_local_resume_continues_the_loss_trajectory_exactly(inputs, tmp_path):
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "data.order=scene_local", "data.run_length=2", "data.scene_buffer=2", "tensorboard=false"))
+    train(config)
+    before = read_log(tmp_path / "log.jsonl")
+    (tmp_path / "checkpoints" / "latest_step").write_text("step_2")
+    train(config, resume=True)
+    after = read_log(tmp_path / "log.jsonl")
+    assert [r["step"] for r in after] == [1, 2, 3, 4]
+    for a, b in zip(before, after):
+        for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "grad_norm", "task"):
+            assert a[key] == b[key], (a["step"], key)
+    assert all(r["task"] in ("scanqa", "scan2cap", "scanrefer") for r in after)  # one task group per step
+
+
+# ---- issue 16: what the trainer trusts (run folders, resume, cache checks)
+
+def _copy_run(zero2, tmp_path) -> Path:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(zero2["out"], out)
+    (out / "checkpoints" / "latest_step").write_text("step_4")
+    return out
+
+
+def test_existing_run_folder_is_refused_without_overwrite(inputs, zero2, tmp_path):
+    from ross3d.errors import InputError
+    from ross3d.train.run_folder import claim_fresh
+
+    out = _copy_run(zero2, tmp_path)
+    before = (out / "log.jsonl").read_text()
+    with pytest.raises(InputError, match="holds a previous run .*--overwrite"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)))
+    assert (out / "log.jsonl").read_text() == before and (out / "checkpoints/step_4").is_dir()
+    (out / "notes.txt").write_text("mine")
+    claim_fresh(out, overwrite=True)  # removes the run's outputs, and only those
+    assert sorted(p.name for p in out.iterdir()) == [".ross3d.lock", "notes.txt"]
+
+
+def test_resume_with_a_changed_config_names_the_keys(inputs, zero2, tmp_path):
+    out = _copy_run(zero2, tmp_path)
+    changed = _overrides(inputs, out, "micro_batch=1", "optim.lr=0.002", "seed=5", "data.num_workers=0")
+    with pytest.raises(ConfigError, match=r"micro_batch \(2 -> 1\), optim.lr \(0.001 -> 0.002\), seed \(0 -> 5\)"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True)
+    with pytest.raises(ConfigError, match=r"in micro_batch \(2 -> 1\), seed \(0 -> 5\);"):  # optim allowed
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True, allow_changes=("optim",))
+    with pytest.raises(ConfigError, match="--allow-change optim.lrr: not a config key"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", changed), resume=True, allow_changes=("optim.lrr",))
+
+
+def test_resume_refuses_a_crafted_pickle(inputs, zero2, tmp_path):
+    import pickle
+
+    from ross3d.errors import InputError
+
+    out = _copy_run(zero2, tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    (out / "checkpoints/step_4/mp_rank_00_model_states.pt").write_bytes(pickle.dumps({"module": Payload()}))
+    with pytest.raises(InputError, match="step_4: refused to load"):
+        train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)), resume=True)
+    assert not marker.exists()
+    assert json.loads((out / "checkpoints/step_4/trainer_rank0.json").read_text())["step"] == 4  # state is JSON
+
+
+def test_a_second_run_on_a_locked_folder_names_the_holder(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    out = tmp_path / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom ross3d.locking import exclusive_lock\n"
+        f"with exclusive_lock(Path({str(out)!r}), 'training run'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"in use by another run \\(training run, pid {holder.pid}, "
+                                             "lock .ross3d.lock\\)"):
+            train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)))
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (out / "log.jsonl").exists()
+
+
+def test_non_finite_loss_stops_keeping_the_last_good_checkpoint(inputs, tmp_path):
+    from ross3d.errors import TrainingError
+
+    # step 1 updates with lr 1e30 (no warmup): its loss is finite, the next one is not
+    config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path, "optim.lr=1e30", "optim.warmup_ratio=0", "save_every=1", "grad_accum=1",
+        "data.num_workers=0", "tensorboard=false"))
+    with pytest.raises(TrainingError, match=r"step 2: non-finite loss .*checkpoints/step_1 is the last good"):
+        train(config)
+    assert (tmp_path / "checkpoints/latest_step").read_text() == "step_1"
+    assert (tmp_path / "checkpoints/step_1/trainer_rank0.json").exists()
+    assert not (tmp_path / "checkpoints/step_2").exists()
+
+
+def test_infinite_lr_is_refused_by_the_cli(inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from ross3d_cli.app import app
+
+    args = ["train", str(ROOT / "configs/tiny.yaml")]
+    for item in _overrides(inputs, tmp_path, "optim.lr=.inf"):
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "optim.lr: must be a finite number" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_wandb_resume_continues_the_run_id(tmp_path):
+    from ross3d.train.metrics import WANDB_RUN, wandb_resume
+
+    assert wandb_resume(tmp_path, resuming=True) == {}
+    (tmp_path / WANDB_RUN).write_text('{"id": "abc123"}')
+    assert wandb_resume(tmp_path, resuming=False) == {}
+    assert wandb_resume(tmp_path, resuming=True) == {"id": "abc123", "resume": "must"}
+
+
+def _cache_copy(inputs, tmp_path) -> Path:
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(inputs["cache"], copy)
+    return copy
+
+
+def _train_on(inputs, tmp_path, cache: Path, *extra: str):
+    return train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+        inputs, tmp_path / "run", f"data.cache_dir={cache}", "save_every=0", "tensorboard=false", *extra)))
+
+
+def test_a_flipped_byte_stops_training_in_the_loader_worker(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    chunk = next(p for p in (cache / "cache.zarr" / SCENES[0] / "uniform/frames/vae_mean/c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"cache.zarr/{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch") as err:
+        _train_on(inputs, tmp_path, cache, "data.num_workers=1")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run/checkpoints").exists()
+
+
+def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
+    import zarr
+    from typer.testing import CliRunner
+
+    from ross3d.cache.store import array_checksum
+    from ross3d.errors import InputError
+    from ross3d_cli.app import app
+
+    cache = _cache_copy(inputs, tmp_path)
+    scene = cache / "cache.zarr" / SCENES[1]
+    arr = zarr.open_group(scene, mode="r+")["bev/vae_mean"]
+    value = arr[...]
+    value[0, 3, 4] = np.nan
+    arr[...] = value
+    record = json.loads((scene / "scene.json").read_text())  # the checksums agree with the NaN bytes
+    record["arrays"]["bev/vae_mean"]["sha256"] = array_checksum(value)
+    (scene / "scene.json").write_text(json.dumps(record))
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = array_checksum(value)
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    verified = CliRunner().invoke(app, ["verify", str(cache)])
+    assert verified.exit_code == 1 and "bev/vae_mean: 1 non-finite values" in verified.output
+    with pytest.raises(InputError, match=f"{SCENES[1]}: bev/vae_mean: 1 non-finite values"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+
+
+def test_a_truncated_chunk_names_its_file(inputs, tmp_path):
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    chunk = cache / "cache.zarr" / SCENES[0] / "uniform/frames/vision/c/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:chunk.stat().st_size // 2])
+    with pytest.raises(InputError,
+                       match=f"{SCENES[0]}/uniform/frames/vision/c/0/0/0: cannot read uniform/frames/vision"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+
+
+def test_before_step_one_provenance_and_missing_scenes_are_refused(inputs, tmp_path):
+    import pyarrow.parquet as pq
+
+    from ross3d.errors import InputError
+
+    cache = _cache_copy(inputs, tmp_path)
+    index = pq.read_table(cache / "index.parquet")
+    pq.write_table(index.filter(pc_equal(index, "scene_id", SCENES[0])), cache / "index.parquet")
+    with pytest.raises(InputError, match=f"1 scenes of the 'train' samples are not cached .*: {SCENES[1]}$"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["fingerprints"]["prep"] = "0" * 16
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="cache was built from another PREP_DIR"):
+        _train_on(inputs, tmp_path, cache, "data.num_workers=0")
+    assert not (tmp_path / "run/log.jsonl").exists()
+
+
+def pc_equal(table, column: str, value: str):
+    import pyarrow.compute as pc
+
+    return pc.equal(table[column], value)
+
+
+def test_deepspeed_config_merges_a_user_file_and_refuses_conflicts(tmp_path):
+    from ross3d.train.engine import computed_deepspeed_config, deepspeed_config, merge_deepspeed_config
+
+    cfg = load_train_config(ROOT / "configs/ross3d_7b.yaml")
+    computed = computed_deepspeed_config(cfg, world_size=8)
+    user = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 32, "bf16": {"enabled": "auto"},
+            "fp16": {"enabled": False}, "gradient_clipping": "auto",
+            "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "pin_memory": True},
+                                  "reduce_bucket_size": "auto", "stage3_max_live_parameters": 2e8}}
+    merged, changes = merge_deepspeed_config(computed, user, "ds.json")
+    zero = merged["zero_optimization"]
+    assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True} and zero["stage"] == 3
+    assert zero["stage3_max_live_parameters"] == 2e8 and "reduce_bucket_size" not in zero
+    assert merged["train_batch_size"] == 256 and merged["bf16"] == {"enabled": cfg.precision == "bf16"}
+    assert merged["zero_force_ds_cpu_optimizer"] is False  # offload with the loop's torch AdamW
+    assert any(c.startswith("zero_optimization.offload_optimizer.device: absent -> cpu") for c in changes)
+    assert any(c.startswith("zero_optimization.reduce_bucket_size: auto") for c in changes)
+    assert not any(c.startswith(("train_", "gradient_", "bf16")) for c in changes)  # agreeing or auto: unchanged
+    bad = {"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}}
+    with pytest.raises(ConfigError) as err:
+        merge_deepspeed_config(computed, bad, "ds.json")
+    assert "train_micro_batch_size_per_gpu = 4" in str(err.value) and "(set micro_batch)" in str(err.value)
+    assert "zero_optimization.stage = 2" in str(err.value) and "optimizer: the loop provides" in str(err.value)
+    with pytest.raises(ConfigError, match="fp16.enabled"):
+        merge_deepspeed_config(computed, {"fp16": {"enabled": True}}, "ds.json")
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"overlap_comm": True}}))
+    cfg.deepspeed_config = str(tmp_path / "ds.json")
+    assert deepspeed_config(cfg, 8)[0]["zero_optimization"]["overlap_comm"] is True
+    assert computed_deepspeed_config(load_train_config(ROOT / "configs/ross3d_7b.yaml"), 8) == computed
+    cfg.deepspeed_config = str(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="missing.json"):
+        deepspeed_config(cfg, 8)
+
+
+def test_sizes_that_are_no_weight_shape_follow_the_cache():
+    from ross3d.model.config import preset
+    from ross3d.train.model_setup import fit_to_cache
+
+    sizes = {"n_frames": 4, "patch_grid": 27, "vision_dim": 1152, "bev_latent_grid": 54, "latent_channels": 16,
+             "latent_shift": 0.0, "latent_scale": 0.5}
+    fitted = fit_to_cache(preset("7b"), sizes, "model.init: x")
+    assert (fitted.n_frames, fitted.latent_shift, fitted.latent_scale) == (4, 0.0, 0.5)
+    with pytest.raises(ConfigError, match=r"model.init: x does not fit the cache .*vision_dim"):
+        fit_to_cache(preset("7b"), {**sizes, "vision_dim": 32}, "model.init: x")

@@ -1,6 +1,10 @@
 """The frozen encoders of stage 2, loaded from local folders: the FLUX VAE (diffusers AutoencoderKL; posterior
-mean and logvar) and the SigLIP vision tower (transformers; the output of all layers but the last, without the post
-layernorm, model-reference 1.3). Each encodes a whole batch in one call, optionally under autocast."""
+mean and logvar) and the SigLIP vision tower (transformers; the output of the full tower's last layer but one,
+without the post layernorm, as the original). Each encodes a whole batch in one call, optionally under autocast.
+
+The tower folder is either `convert-checkpoint`'s DST/vision_tower (the tower stored in the LMM checkpoint, its last
+layer already deleted; config.json says how many layers to run in `ross3d_layers_used`) or a plain SigLIP folder,
+whose last layer is skipped. Both give the same features for the same weights."""
 
 from __future__ import annotations
 
@@ -73,10 +77,13 @@ class VaeEncoder:
 
 
 class VisionEncoder:
-    """SiglipVisionModel without its last layer and post layernorm: (N, 3, 384, 384) -> (N, tokens, width)."""
+    """SiglipVisionModel up to the full tower's last layer but one, no post layernorm: (N, 3, 384, 384) ->
+    (N, tokens, width)."""
 
     def __init__(self, model_dir: str | Path, device: torch.device, dtype: str = "fp32"):
         from transformers import SiglipVisionModel
+
+        from ross3d.model.vision_tower import LAYERS_USED_KEY
 
         self.dir = _check_dir(Path(model_dir), "transformers SiglipVisionModel")
         try:
@@ -85,8 +92,14 @@ class VisionEncoder:
             raise InputError(self.dir, f"cannot load SiglipVisionModel: {err}") from None
         self.device, self.dtype = device, dtype
         self.model = model.float().eval().requires_grad_(False).to(device)
-        self.layers = self.model.encoder.layers[:-1]
+        self.tower = getattr(self.model, "vision_model", self.model)  # transformers 4 nests it, 5 does not
         config = self.model.config
+        stored = len(self.tower.encoder.layers)
+        used = getattr(config, LAYERS_USED_KEY, None)
+        used = stored - 1 if used is None else int(used)
+        if not 0 <= used <= stored:
+            raise InputError(self.dir / "config.json", f"{LAYERS_USED_KEY} = {used}, but the tower has {stored} layers")
+        self.layers = self.tower.encoder.layers[:used]
         self.image_size, self.width = int(config.image_size), int(config.hidden_size)
         self.tokens = (config.image_size // config.patch_size) ** 2
 
@@ -101,7 +114,8 @@ class VisionEncoder:
         """One forward for the whole batch; returns float32 features on the CPU."""
         x = x.to(self.device, non_blocking=True)
         with _autocast(self.device, self.dtype):
-            h = self.model.embeddings(x)
+            h = self.tower.embeddings(x)
             for layer in self.layers:
                 h = layer(h, None)
+                h = h[0] if isinstance(h, tuple) else h  # transformers 4 layers return tuples
         return h.float().cpu()

@@ -43,18 +43,19 @@ def digest(tree: dict) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _flatten(tree, prefix=""):
+def flatten(tree, prefix=""):
+    """Nested mappings -> {"a.b.c": leaf}."""
     if isinstance(tree, dict):
         out = {}
         for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: tree}
 
 
 def differences(old: dict, new: dict, limit: int = 6) -> list[str]:
     """'key: old -> new' for each leaf that differs (at most `limit`, long values shortened)."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
 
     def short(value):
         text = json.dumps(value, sort_keys=True) if value is not None else "absent"

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ross3d.cache.preprocess import bev_mask, decode_view
 from ross3d.errors import InputError
+from ross3d.safe_names import check_scene_id, child_path
 
 @dataclass
 class PrepScene:
@@ -24,6 +25,7 @@ class PrepScene:
     frames: dict[str, np.ndarray]  # strategy -> frame_idx in selection order
     boxes: np.ndarray  # (n_obj, 6) f32
     object_ids: np.ndarray  # (n_obj,) i32
+    inputs_fingerprint: str = ""  # of the raw files prep read (PREP manifest.json); a change re-caches the scene
 
 
 @dataclass
@@ -51,6 +53,8 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
     except (OSError, json.JSONDecodeError, KeyError) as err:
         raise InputError(manifest_path, f"not a finished PREP_DIR ({err})") from None
     scenes = _table(prep_dir / "scenes.parquet", ["scene_id", "depth_width", "depth_height", "status"]).to_pylist()
+    for row in scenes:
+        check_scene_id(row["scene_id"], prep_dir / "scenes.parquet")
     selected: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for r in _table(prep_dir / "selections.parquet", ["scene_id", "strategy", "rank", "frame_idx"]).to_pylist():
         selected.setdefault((r["scene_id"], r["strategy"]), []).append((r["rank"], r["frame_idx"]))
@@ -72,7 +76,8 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
         out.scenes.append(PrepScene(
             sid, (int(row["depth_width"]), int(row["depth_height"])), frames,
             np.asarray([o["box"] for o in mine], np.float32).reshape(-1, 6),
-            np.asarray([o["object_id"] for o in mine], np.int32)))
+            np.asarray([o["object_id"] for o in mine], np.int32),
+            str((manifest.get("scenes") or {}).get(sid, {}).get("inputs_fingerprint", ""))))
     return out
 
 
@@ -92,7 +97,7 @@ def load_scene(prep_dir: Path, scene: PrepScene) -> LoadedScene:
     """Decode the selected JPEGs and read voxels, membership and BEV of one scene (runs in a worker thread)."""
     import zarr
 
-    scene_dir = prep_dir / "scenes" / scene.scene_id
+    scene_dir = child_path(prep_dir / "scenes", scene.scene_id)
     unique = np.unique(np.concatenate(list(scene.frames.values())))
     frames_path = scene_dir / "frames.parquet"
     try:

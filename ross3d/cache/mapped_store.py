@@ -46,8 +46,7 @@ class MappedStore(LocalStore):
 
     def get_sync(self, key: str, *, prototype: BufferPrototype | None = None,
                  byte_range: ByteRequest | None = None) -> Buffer | None:
-        self._ensure_open_sync()
-        try:
+        try:  # (a read-only store needs no opening: the file is mapped directly, as zarr's public API allows)
             view = mapped_bytes(self.root / key, byte_range)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None

@@ -62,7 +62,7 @@ def to_unit_range(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def vae_view_input(views: torch.Tensor, size: int = PARAMS.vae_view_size) -> torch.Tensor:
-    """(N, 3, 384, 384) in [-1, 1] -> (N, 3, size, size), bilinear without antialias (model-reference 4.2)."""
+    """(N, 3, 384, 384) in [-1, 1] -> (N, 3, size, size), bilinear without antialias (docs/original-model.md 4.2)."""
     return F.interpolate(views.clamp(-1, 1), size=(size, size), mode="bilinear", align_corners=False)
 
 

@@ -1,9 +1,15 @@
 """Read access for training: `CacheReader(cache_dir).load_scene(scene_id, strategy)` returns a scene's arrays as
 numpy (each array read whole through memory maps; bf16 features widened exactly to float32 or kept as bits), keys
-as in the contract with the strategy prefix removed. Only complete caches are read."""
+as in the contract with the strategy prefix removed. Only complete caches are read.
+
+With `check=True` (the trainer's first read of each scene) every array is also checked as `ross3d verify` checks it:
+sha256 against the scene record and finite values; an unreadable (e.g. truncated) chunk names its file. Before
+training, `check_provenance` compares the cache's PREP fingerprint with PREP_DIR's and `missing` lists the scenes a
+run needs that the cache lacks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +17,7 @@ import pyarrow.parquet as pq
 
 from ross3d.cache.index import read_manifest
 from ross3d.cache.store import BF16, bf16_to_float32, open_scene, read_record, scene_path
+from ross3d.cache.verify import content_problems
 from ross3d.errors import InputError
 
 
@@ -31,7 +38,24 @@ class CacheReader:
     def scenes(self, strategy: str) -> list[str]:
         return sorted(r["scene_id"] for r in self.index if r["strategy"] == strategy)
 
-    def load_scene(self, scene_id: str, strategy: str, bf16_bits: bool = False) -> dict[str, np.ndarray]:
+    def check_provenance(self, prep_dir: str | Path) -> None:
+        """Refuse a cache that was not built from PREP_DIR's options (their fingerprints differ)."""
+        path = Path(prep_dir) / "manifest.json"
+        try:
+            prep = json.loads(path.read_text())["options_fingerprint"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise InputError(path, f"not a finished PREP_DIR ({err})") from None
+        cached = self.manifest["fingerprints"].get("prep")
+        if cached != prep:
+            raise InputError(self.cache_dir / "manifest.json", f"cache was built from another PREP_DIR than "
+                                                               f"{prep_dir} (PREP fingerprint {cached} != {prep})")
+
+    def missing(self, scene_ids, strategy: str) -> list[str]:
+        """The given scenes without a cached (scene, strategy) row, sorted."""
+        return sorted(set(scene_ids) - set(self.scenes(strategy)))
+
+    def load_scene(self, scene_id: str, strategy: str, bf16_bits: bool = False,
+                   check: bool = False) -> dict[str, np.ndarray]:
         """All arrays of (scene, strategy): bev/*, objects/boxes, objects/object_ids, frames/*, tokens/voxels,
         objects/membership. bf16-stored features are widened exactly to float32, or with `bf16_bits` returned as
         their uint16 bit patterns (the trainer views them as torch.bfloat16 without a copy; widening a scene's
@@ -48,7 +72,17 @@ class CacheReader:
             if head in record["strategies"] and head != strategy:
                 continue
             arr = group[key]
-            value = arr[...]
+            try:
+                value = arr[...]
+            except Exception as err:  # noqa: BLE001 - any read/decode failure of a chunk is bad input
+                chunk = scene_path(self.cache_dir, scene_id) / key / arr.metadata.encode_chunk_key((0,) * arr.ndim)
+                raise InputError(chunk, f"cannot read {key} ({type(err).__name__}: "
+                                        f"{' '.join(str(err).split())[:200]})") from None
+            if check:
+                problems = content_problems(key, value, arr.attrs.get("encoding") == BF16, record["arrays"][key])
+                if problems:
+                    raise InputError(scene_path(self.cache_dir, scene_id), "; ".join(problems) +
+                                     " (run `ross3d verify` on the cache)")
             if arr.attrs.get("encoding") == BF16 and not bf16_bits:
                 value = bf16_to_float32(value)
             out[rest if head == strategy else key] = value

@@ -1,7 +1,8 @@
-"""`cache_latents`: PREP_DIR -> CACHE_DIR. Checks the fingerprint against an existing cache (refuse, or rebuild
-when asked), skips scenes already committed with the same fingerprint, loads scenes in worker threads while the
-encoders run, writes each scene atomically in a writer thread, and ends with index.parquet and manifest.json.
-Under torchrun each rank takes a disjoint share of the scenes; rank 0 writes the index once at the end."""
+"""`cache_latents`: PREP_DIR -> CACHE_DIR, holding the CACHE_DIR lock (ross3d.locking). Checks the fingerprint
+against an existing cache (refuse, or rebuild when asked), skips scenes already committed with the same
+fingerprint, loads scenes in worker threads while the encoders run, writes each scene atomically in a writer
+thread, and ends with index.parquet and manifest.json. Under torchrun each rank takes a disjoint share of the
+scenes; rank 0 writes the index once at the end."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from ross3d.cache import fingerprint as fp
 from ross3d.cache.encode import encode_group, images_per_scene
 from ross3d.cache.encoders import DTYPES, VaeEncoder, VisionEncoder
 from ross3d.cache.index import read_manifest, write_index_and_manifest
-from ross3d.cache.inputs import LoadedScene, PrepIndex, load_scene, read_prep
+from ross3d.cache.inputs import LoadedScene, PrepIndex, PrepScene, load_scene, read_prep
 from ross3d.cache.preprocess import PARAMS
 from ross3d.cache.store import ZARR_DIR, prepare_store, read_record, write_scene
 from ross3d.cache import distributed as dist
 from ross3d.errors import ConfigError, InputError, Ross3DError
+from ross3d.locking import exclusive_lock
 from ross3d.prep.options import STRATEGIES
 from ross3d.progress import NullProgress, Progress
 
@@ -87,6 +89,12 @@ def _check_existing(cache_dir: Path, tree: dict, rebuild: bool) -> None:
         (cache_dir / "index.parquet").unlink(missing_ok=True)
 
 
+def _committed(record: dict | None, digest: str, scene: PrepScene) -> bool:
+    """The scene is cached with these settings from the PREP scene's current inputs."""
+    return record is not None and record.get("fingerprint") == digest and \
+        record.get("prep_inputs", "") == scene.inputs_fingerprint
+
+
 def _loaded(prep: PrepIndex, scenes, workers: int, report: CacheReport) -> Iterator[LoadedScene]:
     """Scenes decoded in worker threads, a bounded window ahead of the encoder; failures go to the report."""
     with ThreadPoolExecutor(workers, thread_name_prefix="cache-load") as pool:
@@ -123,7 +131,8 @@ def _encode_and_write(cache_dir, prep, todo, vae, vision, options, digest, repor
         pending: list[Future] = []
         for group in _groups(_loaded(prep, todo, options.workers, report), options.batch_size):
             for scene, (arrays, attrs) in zip(group, encode_group(group, vae, vision, options.batch_size, progress)):
-                record = {"fingerprint": digest, "strategies": sorted(scene.positions),
+                record = {"fingerprint": digest, "prep_inputs": scene.scene.inputs_fingerprint,
+                          "strategies": sorted(scene.positions),
                           "n_frames": len(next(iter(scene.scene.frames.values()))),
                           "n_objects": len(scene.scene.object_ids)}
                 pending.append(writer.submit(write_scene, cache_dir, scene.scene.scene_id, arrays, attrs, record))
@@ -144,7 +153,7 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
     options = options or CacheOptions()
     progress = progress or NullProgress()
     cache_dir, start = Path(cache_dir), time.perf_counter()
-    with dist.session(options.device) as device:
+    with exclusive_lock(cache_dir, "cache-latents"), dist.session(options.device) as device:
         dtype = options.dtype or ("bf16" if device.type == "cuda" else "fp32")
         prep = read_prep(prep_dir, options.strategies)
         vae = VaeEncoder(vae_dir, device, dtype)
@@ -161,8 +170,7 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
         report = CacheReport()
         mine = dist.my_share(prep.scenes)
         if options.resume:
-            report.skipped = [s.scene_id for s in mine
-                              if (read_record(cache_dir, s.scene_id) or {}).get("fingerprint") == digest]
+            report.skipped = [s.scene_id for s in mine if _committed(read_record(cache_dir, s.scene_id), digest, s)]
         todo = [s for s in mine if s.scene_id not in report.skipped]
         progress.start("scenes", len(mine), "scenes", unit="scenes")
         progress.advance("scenes", len(report.skipped))

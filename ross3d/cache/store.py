@@ -1,7 +1,8 @@
 """CACHE_DIR storage: one Zarr v3 group per scene (every array one chunk, one file), written into a temporary folder
 with its record (`scene.json`: fingerprint digest, shapes, dtypes, sha256 per array) written last, then renamed into
-`cache.zarr/<scene_id>`; a scene without its record is incomplete. Scenes are read through memory maps
-(`open_scene`). Also the bf16 bit encoding of features."""
+`cache.zarr/<scene_id>`; a scene without its record is incomplete. Arrays carry Zarr v3 `dimension_names`
+(`DIMENSIONS`), so xarray opens a scene's groups as datasets. Scenes are read through memory maps (`open_scene`).
+Also the bf16 bit encoding of features."""
 
 from __future__ import annotations
 
@@ -13,10 +14,27 @@ import numpy as np
 import torch
 
 from ross3d.prep.store import clean_stale, commit_dir, temp_path, write_json_atomic
+from ross3d.safe_names import child_path
 
 ZARR_DIR = "cache.zarr"
 SCENE_RECORD = "scene.json"
 BF16 = "bfloat16"
+# dimension names by array name within its group (the contract's shapes, docs/data-format.md); names are unique per
+# size within a group, as xarray needs: the BEV latent's 54 x 54 (y, x) beside its 27 x 27 mask (cell_y, cell_x)
+DIMENSIONS = {
+    "bev/vae_mean": ("channel", "y", "x"), "bev/vae_logvar": ("channel", "y", "x"),
+    "bev/valid27": ("cell_y", "cell_x"),
+    "objects/boxes": ("object", "box"), "objects/object_ids": ("object",),
+    "frames/frame_idx": ("view",), "frames/vae_mean": ("view", "channel", "y", "x"),
+    "frames/vae_logvar": ("view", "channel", "y", "x"), "frames/vision": ("view", "token", "feature"),
+    "tokens/voxels": ("view", "row", "col", "xyz"), "objects/membership": ("object", "view", "y", "x"),
+}
+
+
+def dimension_names(key: str, ndim: int) -> tuple[str, ...] | None:
+    """The dimension names of a scene array (`bev/...`, `objects/...` or `<strategy>/<group>/<name>`)."""
+    names = DIMENSIONS.get(key) or DIMENSIONS.get(key.split("/", 1)[-1])
+    return names if names is not None and len(names) == ndim else None
 
 
 def bf16_bits(x: torch.Tensor) -> np.ndarray:
@@ -38,7 +56,8 @@ def array_checksum(a: np.ndarray) -> str:
 
 
 def scene_path(cache_dir: Path, scene_id: str) -> Path:
-    return Path(cache_dir) / ZARR_DIR / scene_id
+    """CACHE_DIR/cache.zarr/<scene_id> (the id must be a safe name, ross3d.safe_names)."""
+    return child_path(Path(cache_dir) / ZARR_DIR, scene_id)
 
 
 def open_scene(cache_dir: Path, scene_id: str):
@@ -75,7 +94,8 @@ def write_scene(cache_dir: Path, scene_id: str, arrays: dict[str, np.ndarray], a
         compress = value.dtype.kind in "biu" and attrs.get(key, {}).get("encoding") != BF16
         chunks = tuple(max(n, 1) for n in value.shape)
         arr = group.create_array(key, shape=value.shape, dtype=value.dtype, chunks=chunks,
-                                 compressors=ZstdCodec(level=3) if compress else None, fill_value=0)
+                                 compressors=ZstdCodec(level=3) if compress else None, fill_value=0,
+                                 dimension_names=dimension_names(key, value.ndim))
         if value.size:
             arr[...] = value
         arr.attrs.update(attrs.get(key, {}))

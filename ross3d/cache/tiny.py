@@ -12,7 +12,7 @@ RANDOM_README = "random weights, for tests and the demo only (built by ross3d.ca
 
 
 def full_flux_vae_config() -> dict:
-    """The FLUX.1-dev `vae/` architecture (model-reference 4.1)."""
+    """The FLUX.1-dev `vae/` architecture (docs/original-model.md 4.1)."""
     return dict(
         in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[128, 256, 512, 512],
         layers_per_block=2, norm_num_groups=32, sample_size=1024,

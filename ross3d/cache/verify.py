@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ross3d.cache.index import index_rows, read_manifest
-from ross3d.cache.store import BF16, array_checksum, bf16_to_float32, open_scene, read_record
+from ross3d.cache.store import BF16, array_checksum, open_scene, read_record
 from ross3d.errors import InputError
 from ross3d.progress import NullProgress, Progress
 
@@ -62,13 +62,27 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
     rule = _shape_rule(key, tuple(value.shape), record)
     if rule:
         problems.append(rule)
-    bf16 = arr.attrs.get("encoding") == BF16
-    floats = bf16_to_float32(value) if bf16 else value if value.dtype.kind == "f" else None
-    if floats is not None and key != "objects/boxes" and not np.isfinite(floats).all():
-        problems.append(f"{key}: {int((~np.isfinite(floats)).sum())} non-finite values")
+    return problems + content_problems(key, value, arr.attrs.get("encoding") == BF16, entry), value.nbytes
+
+
+def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict) -> list[str]:
+    """What is wrong with an array's values: non-finite floats (bf16 bit patterns included; NaN object boxes are
+    the contract's padding) and a sha256 other than the scene record's `entry`. Shared with the trainer's reads."""
+    problems = []
+    if key != "objects/boxes" and (bf16 or value.dtype.kind == "f"):
+        bad = non_finite(value, bf16)
+        if bad:
+            problems.append(f"{key}: {bad} non-finite values")
     if array_checksum(value) != entry["sha256"]:
         problems.append(f"{key}: checksum mismatch")
-    return problems, value.nbytes
+    return problems
+
+
+def non_finite(value: np.ndarray, bf16: bool) -> int:
+    """How many values are NaN or infinite (for bf16 bits: exponent all ones, without widening to float32)."""
+    if bf16:
+        return int(np.count_nonzero((value & 0x7F80) == 0x7F80))
+    return int(value.size - np.count_nonzero(np.isfinite(value)))
 
 
 def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> VerifyReport:

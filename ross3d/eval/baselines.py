@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ross3d.eval.runner import BENCHMARK_SPLITS
-from ross3d.eval.scoring import object_boxes, score
+from ross3d.eval.scoring import BENCHMARK_SPLITS, object_boxes, score
 
 # The number each benchmark is judged by when comparing a model with its baseline.
 HEADLINE = {"scanqa": "EM", "sqa3d": "EM", "scan2cap": "CIDEr", "scanrefer": "all/Acc@0.25",

@@ -1,4 +1,4 @@
-"""Metrics of the grounding benchmarks as the original evaluators (data-and-eval-reference A.4-A.6): ScanRefer
+"""Metrics of the grounding benchmarks as the original evaluators (docs/original-data.md A.4-A.6): ScanRefer
 Acc@0.25/0.5 for unique, multiple and all (as percentages, without the original's CSV bug), and Multi3DRefer's
 box-set prediction (softmax(s / 0.07), cumulative 0.4, zero-target rule) with Hungarian F1 per type and overall."""
 

@@ -2,10 +2,15 @@
 original release's jsonl format.
 
 Text tasks (ScanQA, SQA3D, Scan2Cap) are answered by batched greedy generation with the KV cache, prompts built as
-the original's evaluation does (raw first turn, no spatial sentence unless asked). Grounding tasks (ScanRefer,
-Multi3DRefer) run one teacher-forced forward over (prompt, `<ground>`) and score the `<ground>` state against the
-candidates: imported proposals when PREP_DIR holds proposals.parquet, else the scene's GT objects (then the result
-measures grounding with perfect proposals, and the answer file says so in `proposals`).
+the original's evaluation does (raw first turn, no spatial sentence unless asked), up to 512 new tokens with a stop
+at `<|im_end|>` / `<|endoftext|>` as the original (a shorter limit cuts Scan2Cap captions and every caption metric).
+Grounding tasks (ScanRefer, Multi3DRefer) run one teacher-forced forward over (prompt, `<ground>`) and score the
+`<ground>` state against the candidates: imported proposals when PREP_DIR holds proposals.parquet, else the scene's GT
+objects (then the result measures grounding with perfect proposals, and the answer file says so in `proposals`).
+
+A benchmark is answered in batches of one scene's samples (one scene read serves them all), each scene's samples
+sorted by prompt length so that a batch pads little; `plan` fixes the batches, `answer` answers one, and the answer
+order is the samples' order whatever the batching (ross3d.eval.shards spreads the batches over ranks and resumes).
 """
 
 from __future__ import annotations
@@ -18,48 +23,64 @@ import numpy as np
 import torch
 
 from ross3d.chat import ChatEncoder
+from ross3d.eval.scoring import BENCHMARK_SPLITS
 from ross3d.progress import NullProgress, Progress
 from ross3d.train.data import GROUNDING_TASKS, SceneCache, TextSample, collate
 
 DATASET_NAMES = {"scanqa": "scanQA", "sqa3d": "sqa3d", "scan2cap": "scan2cap", "scanrefer": "scanrefer",
                  "multi3drefer": "multi3drefer"}
-BENCHMARK_SPLITS = {"scanqa": "val", "sqa3d": "test", "scan2cap": "val", "scanrefer": "val", "multi3drefer": "val"}
 
 
 @dataclass
 class EvalOptions:
     strategy: str = "uniform"
     batch_size: int = 8
-    max_new_tokens: int = 32
+    max_new_tokens: int = 512
     limit: int | None = None  # first N samples of each benchmark (a quick look)
     split: str | None = None  # default: the benchmark's standard split (BENCHMARK_SPLITS)
     # None: as the checkpoint was trained (config.extra["spatial_instruction"]); the original's evaluation omits the
-    # sentence although its training adds it (data-and-eval-reference A.0), reproduce that with False
+    # sentence although its training adds it (docs/original-data.md A.0), reproduce that with False
     spatial_instruction: bool | None = None
-    device: str = "cpu"
+    device: str | None = None  # None: cuda when available
+
+
+@dataclass
+class Plan:
+    """One benchmark's samples in answer order, their encodings, and the batches (lists of sample positions)."""
+
+    rows: list
+    encoded: list[TextSample]
+    batches: list[list[int]]
 
 
 class Evaluator:
-    """A loaded checkpoint plus the scene cache; `answers(benchmark)` returns answer lines."""
+    """A loaded checkpoint plus the scene cache: `plan` and `answer` a batch (ross3d.eval.shards), or all
+    `answers(benchmark)` in one process."""
 
     def __init__(self, checkpoint: str | Path, cache_dir: str | Path, prep_dir: str | Path, options: EvalOptions):
-        from transformers import PreTrainedTokenizerFast
-
+        from ross3d.cache.encoders import resolve_device
         from ross3d.eval.proposals import ProposalSource
         from ross3d.eval.scoring import object_boxes
         from ross3d.model.checkpoint import load_model
+        from ross3d.model.tokenizer import load_tokenizer
+        from ross3d.train.model_setup import cache_sizes, fit_to_cache
 
         self.checkpoint, self.options, self.prep_dir = Path(checkpoint), options, Path(prep_dir)
-        self.model, _ = load_model(self.checkpoint)
+        options.device = str(resolve_device(options.device))
+        dtype = torch.bfloat16 if str(options.device).startswith("cuda") else torch.float32
+        self.model, _ = load_model(self.checkpoint, dtype=dtype)
+        self.model.config = fit_to_cache(self.model.config, cache_sizes(cache_dir, options.strategy),
+                                         f"--checkpoint {self.checkpoint}")
         self.model.to(options.device).eval()
-        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(self.checkpoint)
+        self.tokenizer = load_tokenizer(self.checkpoint)
         self.encoder = ChatEncoder(self.tokenizer, self.model.config.image_token_id)
         if options.spatial_instruction is None:
             options.spatial_instruction = bool(self.model.config.extra.get("spatial_instruction", False))
         self.scenes = SceneCache(str(cache_dir), options.strategy, size=2)
         self.proposals = ProposalSource(prep_dir, options.strategy)
         self._proposal_scene: tuple[str | None, dict] = (None, {})
-        self.stop_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        stops = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        self.stop_ids = [i for i in stops if i is not None and i != self.tokenizer.unk_token_id]
         self.gt_boxes = object_boxes(self.prep_dir / "objects.parquet")
 
     def samples(self, benchmark: str) -> list:
@@ -70,12 +91,31 @@ class Evaluator:
         rows.sort(key=lambda r: r.scene_id)  # one scene read serves all of its samples
         return rows[: self.options.limit] if self.options.limit else rows
 
-    def _batches(self, rows: list) -> list[list]:
+    def _encode(self, row, benchmark: str) -> TextSample:
+        """Text tasks: the prompt alone (generation continues it); grounding: the whole (prompt, `<ground>`) turn."""
+        if benchmark in GROUNDING_TASKS:
+            enc = self.encoder.encode_eval([{"from": r, "value": t} for r, t in row.conversations],
+                                           self.options.spatial_instruction)
+            return TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
+                              np.asarray(enc.labels, np.int64), (), None)
+        ids = np.asarray(self.encoder.encode_prompt(row.prompt, self.options.spatial_instruction), np.int64)
+        box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
+        return TextSample(row.task, row.scene_id, ids, np.full_like(ids, -100), (), box)
+
+    def plan(self, benchmark: str) -> Plan:
+        """The benchmark's samples, encoded, and batches of at most batch_size positions: per scene in order of
+        first appearance, within a scene by prompt length (ties in sample order)."""
+        rows = self.samples(benchmark)
+        encoded = [self._encode(row, benchmark) for row in rows]
         by_scene = defaultdict(list)
-        for row in rows:
-            by_scene[row.scene_id].append(row)
+        for position, row in enumerate(rows):
+            by_scene[row.scene_id].append(position)
         bs = self.options.batch_size
-        return [group[i:i + bs] for group in by_scene.values() for i in range(0, len(group), bs)]
+        batches = []
+        for positions in by_scene.values():
+            positions = sorted(positions, key=lambda p: len(encoded[p].input_ids))
+            batches += [positions[i:i + bs] for i in range(0, len(positions), bs)]
+        return Plan(rows, encoded, batches)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.options.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -85,12 +125,7 @@ class Evaluator:
                 "prompt": row.prompt, "model_id": self.checkpoint.name, "question_type": row.question_type}
 
     @torch.no_grad()
-    def _text(self, rows: list, benchmark: str) -> list[dict]:
-        samples = []
-        for row in rows:
-            ids = np.asarray(self.encoder.encode_prompt(row.prompt, self.options.spatial_instruction), np.int64)
-            box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
-            samples.append(TextSample(row.task, row.scene_id, ids, np.full_like(ids, -100), (), box))
+    def _text(self, rows: list, samples: list[TextSample], benchmark: str) -> list[dict]:
         scene = self.scenes.get(rows[0].scene_id)
         batch = self._to_device(collate(samples, [scene] * len(samples), self.tokenizer.pad_token_id or 0))
         outputs = self.model.generate(batch, self.options.max_new_tokens, self.stop_ids,
@@ -119,13 +154,7 @@ class Evaluator:
         return {**scene, **self._proposal_scene[1]}, "proposals"
 
     @torch.no_grad()
-    def _grounding(self, rows: list, benchmark: str) -> list[dict]:
-        samples = []
-        for row in rows:
-            enc = self.encoder.encode([{"from": r, "value": t} for r, t in row.conversations],
-                                      self.options.spatial_instruction)
-            samples.append(TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
-                                      np.asarray(enc.labels, np.int64), (), None))
+    def _grounding(self, rows: list, samples: list[TextSample], benchmark: str) -> list[dict]:
         scene, source = self._candidates(rows[0].scene_id)
         batch = self._to_device(collate(samples, [scene] * len(samples), self.tokenizer.pad_token_id or 0))
         scores = self.model.ground_scores(batch)
@@ -137,7 +166,7 @@ class Evaluator:
             line = self._line(row, benchmark)
             gt = [self.gt_boxes[(row.scene_id, int(o))] for o in row.object_ids]
             line["proposals"] = source
-            if benchmark == "scanrefer":  # the zero target is never the answer (data-and-eval-reference A.4)
+            if benchmark == "scanrefer":  # the zero target is never the answer (docs/original-data.md A.4)
                 line["pred_response"] = boxes[int(np.argmax(s[:-1]))] if boxes else [0.0] * 6
                 line["gt_response"] = gt[0]
             else:
@@ -145,13 +174,19 @@ class Evaluator:
             lines.append(line)
         return lines
 
-    def answers(self, benchmark: str, progress: Progress = NullProgress()) -> list[dict]:
-        rows = self.samples(benchmark)
-        progress.start(benchmark, len(rows), f"eval {benchmark}", unit="samples")
+    def answer(self, plan: Plan, batch: list[int], benchmark: str) -> list[dict]:
+        """The answer lines of one batch of the plan, in the batch's order."""
         run = self._grounding if benchmark in GROUNDING_TASKS else self._text
-        lines = []
-        for group in self._batches(rows):
-            lines += run(group, benchmark)
-            progress.advance(benchmark, len(group))
+        return run([plan.rows[p] for p in batch], [plan.encoded[p] for p in batch], benchmark)
+
+    def answers(self, benchmark: str, progress: Progress = NullProgress()) -> list[dict]:
+        """Every answer line of the benchmark in this process, in sample order (no files, no resume)."""
+        plan = self.plan(benchmark)
+        progress.start(benchmark, len(plan.rows), f"eval {benchmark}", unit="samples")
+        lines: list[dict | None] = [None] * len(plan.rows)
+        for batch in plan.batches:
+            for position, line in zip(batch, self.answer(plan, batch, benchmark)):
+                lines[position] = line
+            progress.advance(benchmark, len(batch))
         progress.finish(benchmark)
         return lines

@@ -16,6 +16,8 @@ from ross3d.errors import InputError
 log = logging.getLogger(__name__)
 BENCHMARKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
 GROUNDING = ("scanrefer", "multi3drefer")
+# the split each benchmark reports (docs/original-data.md A.0): SQA3D its test split, the others val
+BENCHMARK_SPLITS = {"scanqa": "val", "sqa3d": "test", "scan2cap": "val", "scanrefer": "val", "multi3drefer": "val"}
 
 
 def read_answers(path: str | Path) -> list[dict]:
@@ -35,7 +37,7 @@ def read_answers(path: str | Path) -> list[dict]:
         raise InputError(path, "not a UTF-8 text file") from None
     except OSError as err:
         raise InputError(path, f"cannot read answers file ({err.strerror})") from None
-    missing = [k for k in ("sample_id", "gt_response") if lines and k not in lines[0]]
+    missing = [k for k in ("sample_id", "gt_response") if lines and isinstance(lines[0], dict) and k not in lines[0]]
     if missing:
         raise InputError(path, f"answer lines lack {missing} (not the original's answer format)")
     return lines
@@ -60,12 +62,13 @@ def object_boxes(path: str | Path) -> dict[tuple[str, int], list[float]]:
             zip(*(table[c].to_pylist() for c in ("scene_id", "object_id", "box")))}
 
 
-def references_from_samples(path: str | Path, benchmark: str) -> dict[str, dict]:
-    """sample_id -> {answers, box_input, question_type} from PREP_DIR/samples.parquet; for the grounding
-    benchmarks also gt_boxes, the samples' target objects' boxes from objects.parquet beside it."""
+def references_from_samples(path: str | Path, benchmark: str, split: str | None = None) -> dict[str, dict]:
+    """sample_id -> {answers, box_input, question_type} of the benchmark's samples of `split` (default: the split it
+    reports, BENCHMARK_SPLITS) in PREP_DIR/samples.parquet; for the grounding benchmarks also gt_boxes, the samples'
+    target objects' boxes from objects.parquet beside it."""
     from ross3d.prep.qa.schema import read_samples
 
-    samples = read_samples(path, tasks=[benchmark])
+    samples = read_samples(path, tasks=[benchmark], splits=[split or BENCHMARK_SPLITS[benchmark]])
     boxes = object_boxes(Path(path).with_name("objects.parquet")) if benchmark in GROUNDING else {}
     refs = {}
     for s in samples:
@@ -111,6 +114,8 @@ def _line_problem(benchmark: str, line: object) -> str | None:
     missing = [k for k in REQUIRED_KEYS.get(benchmark, TEXT_KEYS) if k not in line]
     if missing:
         return f"lacks {', '.join(missing)}"
+    if isinstance(line["sample_id"], bool) or not isinstance(line["sample_id"], (str, int)):
+        return "has a sample_id that is not a string or an integer"
     try:
         if benchmark == "scanrefer":
             np.asarray(line["pred_response"], np.float64).reshape(6)
@@ -132,11 +137,25 @@ def _line_problem(benchmark: str, line: object) -> str | None:
 
 
 def check_lines(benchmark: str, lines: list, source: str | Path) -> None:
-    """Raise InputError naming the first answer line (1-based) the benchmark cannot score."""
+    """Raise InputError naming the first answer line (1-based) the benchmark cannot score, or that repeats the
+    sample_id of an earlier line (a duplicated answer would count twice)."""
+    first: dict[object, int] = {}
     for number, line in enumerate(lines, start=1):
         problem = _line_problem(benchmark, line)
         if problem:
             raise InputError(source, f"{benchmark} answer line {number} {problem}")
+        seen = first.setdefault(line["sample_id"], number)
+        if seen != number:
+            raise InputError(source, f"{benchmark} answer line {number} repeats sample_id {line['sample_id']!r} "
+                                     f"of line {seen}")
+
+
+def coverage(lines: list[dict], references: dict[str, dict]) -> tuple[int, int, list[str]]:
+    """(answered, expected, missing ids): how many of the references' samples the answer lines cover, and the ids of
+    the references no line answers (in the references' order)."""
+    answered = {id(_reference(references, str(line["sample_id"]))) for line in lines} - {id(None)}
+    missing = [key for key, ref in references.items() if id(ref) not in answered]
+    return len(references) - len(missing), len(references), missing
 
 
 def _reference(refs: dict[str, dict], sample_id: str) -> dict | None:

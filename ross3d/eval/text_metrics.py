@@ -1,4 +1,4 @@
-"""Metrics of the text benchmarks exactly as the original evaluators (data-and-eval-reference A.1-A.3, A.8):
+"""Metrics of the text benchmarks exactly as the original evaluators (docs/original-data.md A.1-A.3, A.8):
 ScanQA (raw-string EM, caption metrics), SQA3D (cleaned EM per question type, EM-R) and Scan2Cap (sos/eos
 formatting, the original's scoring of unmatched objects or the standard m@0.5 rule). Caption metrics are
 pycocoevalcap's scorers on pre-formatted strings (no PTB tokenizer), x100."""
@@ -104,7 +104,7 @@ _NUMBERS = {"0": "zero", "none": "zero", **{str(n): w for n, w in enumerate(
 
 
 def clean_answer(text: str) -> str:
-    """The SQA3D evaluator's answer normalisation, rule by rule (data-and-eval-reference A.2)."""
+    """The SQA3D evaluator's answer normalisation, rule by rule (docs/original-data.md A.2)."""
     text = re.sub(" {2,}", " ", text.lower().strip(" "))
     text = re.sub(r"\.[ ]{2,}", ". ", text)
     text = re.sub(r"[^a-zA-Z0-9,'\s\-:]+", "", text)

@@ -17,13 +17,16 @@ LLaVA-NeXT (original Ross3D / LLaVA-Video) -> ours, `LLAVA_NEXT_KEY_MAP` (prefix
     [model.]ground_head_zero_target                       -> ground_head.zero_target
     model.vision_tower.*, model.mm_pixel_decoder.*, model.vision_resampler.*  -> dropped (frozen encoders are
                                                              used only by the cache stage), reported
+
+`convert_checkpoint` also writes what the later stages need beside the weights: the tokenizer (any release layout,
+read by `load_tokenizer`) with `<ground>`/`<coord>` added and mean-initialised when the checkpoint lacks them (their
+ids in the config), and DST/vision_tower, the SigLIP tower the checkpoint stores (ross3d.model.vision_tower).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +34,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ross3d.errors import InputError
+from ross3d.errors import ConfigError, InputError
 from ross3d.model.config import PRESETS, Ross3DConfig
+from ross3d.model.vision_tower import TowerReport
 from ross3d.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "chat_template.jinja")
 
 LLAVA_NEXT_KEY_MAP: tuple[tuple[str, str | None], ...] = (
     ("model.embed_tokens.", "llm.model.embed_tokens."),
@@ -142,19 +144,6 @@ def read_json(path: Path) -> dict:
         raise InputError(path, f"not valid JSON ({err})") from err
 
 
-def _token_ids(folder: Path) -> dict[str, int]:
-    """`<ground>`/`<coord>` ids from a tokenizer's added_tokens.json or tokenizer.json, when present."""
-    from ross3d.model.tokens import ADDED_TOKENS
-
-    found: dict[str, int] = {}
-    if (folder / "added_tokens.json").exists():
-        found.update(read_json(folder / "added_tokens.json"))
-    if (folder / "tokenizer.json").exists():
-        found.update({t["content"]: t["id"] for t in read_json(folder / "tokenizer.json").get("added_tokens", [])})
-    ids = {"ground_token_id": found.get(ADDED_TOKENS[0], -1), "coord_token_id": found.get(ADDED_TOKENS[1], -1)}
-    return {k: v for k, v in ids.items() if v >= 0}
-
-
 # ------------------------------------------------------------------------------------------------- our format
 def save_model(model, folder: str | Path, tokenizer=None) -> Path:
     """Write config.json + model.safetensors (and the tokenizer, when given) to `folder`."""
@@ -239,13 +228,13 @@ def _llm_fields(text: dict) -> dict:
             "tie_word_embeddings": text.get("tie_word_embeddings", False)}
 
 
-def _denoiser_fields(state: dict[str, torch.Tensor], base: Ross3DConfig) -> dict:
-    """Denoiser sizes read off its weights (width, depth, latent channels); heads stay the base config's unless the
-    width differs, then head dim 64 as the original."""
-    if "denoiser.final_layer.linear.weight" not in state:
+def _denoiser_fields(state: dict[str, torch.Tensor], base: Ross3DConfig, prefix: str = "denoiser.") -> dict:
+    """Denoiser sizes read off its weights (width, depth, latent channels; keys `{prefix}final_layer.*`, ...); heads
+    stay the base config's unless the width differs, then head dim 64 as the original."""
+    if f"{prefix}final_layer.linear.weight" not in state:
         return {}
-    channels, dim = state["denoiser.final_layer.linear.weight"].shape
-    depth = len({k.split(".")[2] for k in state if k.startswith("denoiser.blocks.")})
+    channels, dim = state[f"{prefix}final_layer.linear.weight"].shape
+    depth = len({k[len(prefix):].split(".")[1] for k in state if k.startswith(f"{prefix}blocks.")})
     heads = base.denoiser_heads if dim == base.denoiser_dim else max(dim // 64, 1)
     return {"denoiser_dim": dim, "denoiser_depth": depth, "latent_channels": channels // 4, "denoiser_heads": heads}
 
@@ -263,7 +252,10 @@ def detect_format(folder: Path) -> str:
 
 
 def source_state(folder: Path, base: Ross3DConfig | None = None, progress: Progress = NullProgress()):
-    """Read a LLaVA-OneVision or LLaVA-NeXT folder: -> (Ross3DConfig, mapped state dict, report)."""
+    """Read a LLaVA-OneVision or LLaVA-NeXT folder: -> (Ross3DConfig, mapped state dict, report, the stored vision
+    tower's `vision_model.*` tensors)."""
+    from ross3d.model.vision_tower import tower_state
+
     fmt = detect_format(folder)
     data = read_json(folder / CONFIG_NAME)
     report = LoadReport()
@@ -279,11 +271,11 @@ def source_state(folder: Path, base: Ross3DConfig | None = None, progress: Progr
         mapped = map_keys(state, LLAVA_NEXT_KEY_MAP, report)
         fields |= {"ground_temperature": data.get("ground_head_temperature", 0.07)}
     base = base or PRESETS["7b"]
-    fields |= _denoiser_fields(mapped, base) | _token_ids(folder)
+    fields |= _denoiser_fields(mapped, base)
     if "llm.model.embed_tokens.weight" in mapped:
         fields["vocab_size"] = mapped["llm.model.embed_tokens.weight"].shape[0]
     config = base.replace(**fields)
-    return config, mapped, report
+    return config, mapped, report, tower_state(state)
 
 
 def load_llava_onevision(folder: str | Path, base: Ross3DConfig | None = None):
@@ -292,23 +284,61 @@ def load_llava_onevision(folder: str | Path, base: Ross3DConfig | None = None):
     folder = Path(folder)
     if detect_format(folder) != "llava-onevision":
         raise InputError(folder / CONFIG_NAME, "not a transformers LLaVA-OneVision config")
-    config, state, report = source_state(folder, base)
+    config, state, report, _ = source_state(folder, base)
     return build_from_state(config, state, report)
 
 
+@dataclass
+class ConvertReport:
+    """What `convert_checkpoint` wrote: the weights' load report, the `<ground>`/`<coord>` ids (and which of them
+    were added), the vision tower folder (None when the checkpoint stores no tower) and the 2D Ross init's report."""
+
+    load: LoadReport
+    token_ids: dict[str, int]
+    added_tokens: list[str]
+    tower: TowerReport | None
+    ross2d: LoadReport | None = None  # the denoiser's initialisation from a 2D Ross file
+
+
 def convert_checkpoint(src: str | Path, dst: str | Path, base: Ross3DConfig | None = None,
-                       progress: Progress = NullProgress()) -> LoadReport:
-    """Convert a LLaVA-NeXT (original) or LLaVA-OneVision checkpoint folder to our format in `dst`; tokenizer files
-    are copied. Parameters missing from the source are written freshly initialised and listed in the report."""
+                       progress: Progress = NullProgress(), vision_config: str | Path | None = None,
+                       mm_inv_projector: str | Path | None = None) -> ConvertReport:
+    """Convert a LLaVA-NeXT (original) or LLaVA-OneVision checkpoint folder to our format in `dst`: weights, config,
+    the tokenizer with `<ground>`/`<coord>` (added with mean-initialised rows when absent) and DST/vision_tower (the
+    stored SigLIP tower; `vision_config` is the full tower's config.json, default siglip-so400m-patch14-384).
+    Parameters missing from the source are written freshly initialised and listed in the report; with
+    `mm_inv_projector` (a 2D Ross file) a denoiser the checkpoint lacks takes its sizes and weights from that file."""
+    from ross3d.model.tokenizer import load_tokenizer
+    from ross3d.model.tokens import ADDED_TOKENS, add_model_tokens
+    from ross3d.model.vision_tower import VISION_TOWER_DIR, full_tower_config, is_tower_key, write_vision_tower
+
     src, dst = Path(src), Path(dst)
-    config, state, report = source_state(src, base, progress)
+    detect_format(src)  # bad inputs fail before the weights are read
+    fields, tower_name = full_tower_config(vision_config)
+    tokenizer = load_tokenizer(src)
+    ross2d = read_weights_file(mm_inv_projector) if mm_inv_projector is not None else None
+    had = {tok for tok in ADDED_TOKENS if tok in tokenizer.get_vocab()}
+    config, state, report, tower = source_state(src, base, progress)
+    if ross2d is not None:
+        if any(k.startswith("denoiser.") for k in state):
+            raise ConfigError(f"--mm-inv-projector: {src} holds a trained denoiser (model.mm_inv_projector.*); the "
+                              "2D Ross initialisation is for a checkpoint without one (LLaVA-Video)")
+        names = {_ross2d_name(k): v for k, v in ross2d.items()}
+        config = config.replace(**_denoiser_fields(names, base or PRESETS["7b"], prefix=""))
     model, report = build_from_state(config, state, report)
-    save_model(model, dst)
-    for name in TOKENIZER_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
+    ross2d_report = None
+    if ross2d is not None:
+        ross2d_report = init_denoiser_from_ross2d(model, ross2d, str(mm_inv_projector))
+        report.fresh = [k for k in report.fresh if k.removeprefix("denoiser.") not in ross2d_report.loaded]
+    ids = add_model_tokens(model, tokenizer)
+    tower_report = None
+    if tower:
+        tower_report = write_vision_tower(tower, dst / VISION_TOWER_DIR, fields, tower_name, str(src))
+        report.dropped = [k for k in report.dropped if not is_tower_key(k)]
+    save_model(model, dst, tokenizer)
+    result = ConvertReport(report, ids, [tok for tok in ADDED_TOKENS if tok not in had], tower_report, ross2d_report)
     log.info("converted %s -> %s: %s", src, dst, report.summary())
-    return report
+    return result
 
 
 # ------------------------------------------------------------------------------------------------- 2D Ross init
@@ -322,6 +352,29 @@ def _resize_table(table: torch.Tensor, grid: int) -> torch.Tensor:
     return img.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(table.dtype)
 
 
+def _ross2d_name(key: str) -> str:
+    """A 2D Ross key without its `[model.]mm_inv_projector.net.` prefix."""
+    for prefix in ("model.mm_inv_projector.net.", "mm_inv_projector.net.", "net."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of one .safetensors or torch-pickled .bin file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise InputError(path, "missing") from err
+    except Exception as err:  # noqa: BLE001 - any decoding failure is a bad input file
+        raise InputError(path, f"cannot read weights ({err})") from err
+
+
 def ross2d_denoiser_state(state: dict[str, torch.Tensor], view_grid: int, bev_grid: int,
                           report: LoadReport) -> dict[str, torch.Tensor]:
     """Map a 2D Ross `RossDenoiser` state (keys `[model.]mm_inv_projector.net.*`) to our denoiser's names.
@@ -332,11 +385,7 @@ def ross2d_denoiser_state(state: dict[str, torch.Tensor], view_grid: int, bev_gr
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        name = key
-        for prefix in ("model.mm_inv_projector.net.", "mm_inv_projector.net.", "net."):
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-                break
+        name = _ross2d_name(key)
         if name == "pos_embed":
             out["pos_embed_view"] = _resize_table(value, view_grid)
             out["pos_embed_bev"] = _resize_table(value, bev_grid)
@@ -354,21 +403,12 @@ def ross2d_denoiser_state(state: dict[str, torch.Tensor], view_grid: int, bev_gr
     return out
 
 
-def init_denoiser_from_ross2d(model, path: str | Path) -> LoadReport:
-    """Initialise `model.denoiser` from a 2D Ross `mm_inv_projector.bin` (or .safetensors); report every key that
-    did not match (unexpected source keys, denoiser parameters left at their init, shape mismatches)."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            raw = load_file(str(path))
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise InputError(path, "missing") from err
-    except Exception as err:  # noqa: BLE001 - any decoding failure is a bad input file
-        raise InputError(path, f"cannot read weights ({err})") from err
+def init_denoiser_from_ross2d(model, source: str | Path | dict[str, torch.Tensor], name: str = "") -> LoadReport:
+    """Initialise `model.denoiser` from a 2D Ross `mm_inv_projector.bin` (or .safetensors, or its tensors); report
+    every key that did not match (unexpected source keys, denoiser parameters left at their init, shape
+    mismatches)."""
+    raw = source if isinstance(source, dict) else read_weights_file(source)
+    name = name or ("mm_inv_projector" if isinstance(source, dict) else str(source))
     report = LoadReport()
     cfg = model.config
     mapped = ross2d_denoiser_state(raw, cfg.pool_grid, cfg.bev_grid, report)
@@ -385,6 +425,6 @@ def init_denoiser_from_ross2d(model, path: str | Path) -> LoadReport:
     report.loaded = sorted(usable)
     report.fresh = sorted(set(own) - set(usable))
     for key in report.unexpected + report.fresh:
-        log.warning("mm_inv_projector init: %s %s", "unmatched source key" if key in report.unexpected
+        log.warning("%s: %s %s", name, "unmatched source key" if key in report.unexpected
                     else "not initialised from the file:", key)
     return report

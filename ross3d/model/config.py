@@ -1,7 +1,7 @@
 """Ross3D model configuration: one dataclass holding every size and option, and the `tiny` / `7b` presets.
 
 All sizes the trainer depends on (frames per sample, patch and pooled grids, latent grids) are fields, so tiny
-configs can use fewer frames. The `7b` preset holds the paper's sizes (model-reference.md sections 1-6).
+configs can use fewer frames. The `7b` preset holds the paper's sizes (docs/original-model.md sections 1-6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The DiT denoiser of Ross3D (model-reference.md 5): per-token adaLN blocks conditioned on attention-pooled
+"""The DiT denoiser of Ross3D (docs/original-model.md 5): per-token adaLN blocks conditioned on attention-pooled
 LLM hidden states, with separate view and BEV input embedders, position tables and poolers.
 
 Parameter names follow the original's `mm_inv_projector.net.*` so checkpoints map one to one:

@@ -1,9 +1,12 @@
 """Gaussian diffusion for the denoiser: Nichol-Dhariwal cosine schedule, q_sample, eps-MSE loss, and sampling.
 
-Training follows the original (model-reference.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
+Training follows the original (docs/original-model.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
 `beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE.
 Sampling uses diffusers' DDPMScheduler / DDIMScheduler with `beta_schedule="squaredcos_cap_v2"`, whose betas are
-the same formula (tests check this), respaced to fewer steps by the scheduler's `set_timesteps`.
+the same formula (tests check this), respaced to fewer steps by the scheduler's `set_timesteps`. As the original's
+`sample()` (`clip_denoised=True`), each step clamps the predicted x0 to [-1, 1] (`clip_sample`); DDPM's posterior
+mean is then taken from the clamped x0, and DDIM re-derives eps from it (`use_clipped_model_output`), as
+guided-diffusion's DDIM step does. `clip=False` samples without clamping (docs/model.md, differences).
 """
 
 from __future__ import annotations
@@ -48,12 +51,11 @@ class GaussianDiffusion:
         noise = torch.randn(x0.shape, generator=generator, device=dev).to(x0.device, x0.dtype)
         return (noise - model(self.q_sample(x0, t, noise), t)) ** 2
 
-    def scheduler(self, sampler: str):
-        """A diffusers scheduler with this schedule: epsilon prediction, the predicted x0 clamped to [-1, 1] at each
-        step as the original's sampling (`clip_denoised=True`)."""
+    def scheduler(self, sampler: str, clip: bool = True):
+        """A diffusers scheduler with this schedule (epsilon prediction; x0 clamped to [-1, 1] when `clip`)."""
         from diffusers import DDIMScheduler, DDPMScheduler
 
-        common = dict(num_train_timesteps=self.steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+        common = dict(num_train_timesteps=self.steps, beta_schedule="squaredcos_cap_v2", clip_sample=clip,
                       clip_sample_range=1.0, prediction_type="epsilon")
         if sampler == "ddpm":
             return DDPMScheduler(variance_type="fixed_small", **common)
@@ -64,13 +66,14 @@ class GaussianDiffusion:
     @torch.no_grad()
     def sample(self, model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape: tuple[int, ...],
                steps: int = 50, sampler: str = "ddim", generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu") -> torch.Tensor:
-        """Draw x0 of `shape` by running `steps` respaced reverse steps from pure noise."""
-        sched = self.scheduler(sampler)
+               device: torch.device | str = "cpu", clip: bool = True) -> torch.Tensor:
+        """Draw x0 of `shape` by running `steps` respaced reverse steps from pure noise (x0 clamped when `clip`)."""
+        sched = self.scheduler(sampler, clip)
         sched.set_timesteps(steps, device=device)
         dev = generator.device if generator else "cpu"
         x = torch.randn(shape, generator=generator, device=dev).to(device)
+        extra = {"use_clipped_model_output": clip} if sampler == "ddim" else {}
         for t in sched.timesteps:
             eps = model(x, t.expand(shape[0]).to(device))
-            x = sched.step(eps, t, x, generator=generator).prev_sample
+            x = sched.step(eps, t, x, generator=generator, **extra).prev_sample
         return x

@@ -1,5 +1,5 @@
 """Grounding head: InfoNCE between the `<ground>` query hidden state and object features plus a learned
-"no object" slot (model-reference.md 6.2).
+"no object" slot (docs/original-model.md 6.2).
 
 Object feature = mean of the pre-pooling projector outputs of the object's member (frame, patch) cells, plus the
 3D position encoding of its discretised box centre (zero vector + PE when no patch qualifies). Both sides go

@@ -1,6 +1,6 @@
 """Reconstruction losses (cross-view and BEV) and sampling/decoding of reconstructions.
 
-Conditioning (model-reference.md 3, 4.3): the final post-norm hidden states of the unmasked frames' visual tokens
+Conditioning (docs/original-model.md 3, 4.3): the final post-norm hidden states of the unmasked frames' visual tokens
 (newlines stripped) pass the non-affine LayerNorm and the attention pooler of their kind. Targets: VAE latents of
 the masked views (each repeated `view_repeat` times with its own t and noise) and of the BEV. Losses are per-sample
 means; the BEV mean is mask-weighted and 0 for an empty mask. Both denoiser calls always run (a zero-weighted dummy
@@ -60,12 +60,13 @@ def bev_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffus
 @torch.no_grad()
 def sample_latents(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffusion, cond: torch.Tensor,
                    kind: str, steps: int = 50, sampler: str = "ddim",
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one reconstruction per condition row: cond (N, Q, d) -> (N, 4C, g, g) scaled latents."""
+                   generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
+    """Sample one reconstruction per condition row: cond (N, Q, d) -> (N, 4C, g, g) scaled latents (x0 clamped to
+    [-1, 1] at every step when `clip`, as the original)."""
     g = config.pool_grid if kind == "view" else config.bev_grid
     shape = (cond.shape[0], config.denoiser_channels, g, g)
     return diffusion.sample(lambda x, t: denoiser(x, t, cond.float(), kind), shape, steps, sampler, generator,
-                            cond.device)
+                            cond.device, clip)
 
 
 @torch.no_grad()

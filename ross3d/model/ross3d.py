@@ -57,7 +57,7 @@ class Ross3D(nn.Module):
         d = config.hidden_size
         self.projector = Projector(config.vision_dim, d)
         self.image_newline = nn.Parameter(torch.randn(d) / math.sqrt(d))
-        self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (model-reference 11.1)
+        self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (docs/original-model.md 11, item 1)
         self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
         self.ground_head = GroundingHead(d, config.ground_temperature)
@@ -187,9 +187,11 @@ class Ross3D(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, kind: str = "view", steps: int = 50, sampler: str = "ddim",
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoiser sampling: cond (N, Q, d) -> scaled latents (N, 4C, g, g) (see reconstruction.decode_latents)."""
-        return sample_latents(self.config, self.denoiser, self.diffusion, cond, kind, steps, sampler, generator)
+               generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
+        """Denoiser sampling: cond (N, Q, d) -> scaled latents (N, 4C, g, g) (see reconstruction.decode_latents);
+        `clip=False` skips the original's x0 clamping."""
+        return sample_latents(self.config, self.denoiser, self.diffusion, cond, kind, steps, sampler, generator,
+                              clip)
 
 
 def _left_pad(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """The added vocabulary: `<ground>` and `<coord>` as special tokens whose new embedding rows (input and output)
 start at the mean of the existing rows, also when the weights are ZeRO-3-partitioned.
 
-Decision (model-reference.md 11.13 and 7.3): the original shrank the checkpoint's padded 152,064-row matrix to
+Decision (docs/original-model.md 11, item 13 and 7.3): the original shrank the checkpoint's padded 152,064-row matrix to
 len(tokenizer) and reused padded rows, with a mean-init that was a no-op under ZeRO-3. Here the matrix only grows
 (never shrinks): new ids past the matrix extend it; new ids inside it (padded rows) are overwritten. The mean is
 over the rows of the tokens that existed before (ids < len(tokenizer) before adding), and it is computed on the
@@ -56,4 +56,13 @@ def add_tokens(tokenizer, llm) -> dict[str, int]:
         for w in mats:
             if new and w.numel():
                 w[new] = w[:n_before].float().mean(0).to(w.dtype)
+    return ids
+
+
+def add_model_tokens(model, tokenizer) -> dict[str, int]:
+    """`add_tokens` for a Ross3D model: tokens the tokenizer lacks are added with mean-initialised rows, tokens it has
+    keep their ids and rows; the ids and the vocabulary rows go into `model.config`. Returns {token: id}."""
+    ids = add_tokens(tokenizer, model.llm)
+    model.config = model.config.replace(ground_token_id=ids[GROUND_TOKEN], coord_token_id=ids[COORD_TOKEN],
+                                        vocab_size=_rows(model.llm.get_input_embeddings().weight))
     return ids

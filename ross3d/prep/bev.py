@@ -7,7 +7,7 @@ Ceiling rule (robust to tilted ceiling fragments hanging 0.3-0.6 m below the mes
   everything above it is ignored and every pixel over geometry below the cut shows the top-most surface there;
 - faces whose normal points down (n_z < -0.5) and whose centroid lies in the upper half of the room are dropped as
   well (a ceiling piece hanging lower than the cut faces down; undersides of furniture are hidden from above anyway).
-Pixel convention (DESIGN.md): rgb[i, j] covers x = xmin + (j+0.5)(xmax-xmin)/S, y = ymax - (i+0.5)(ymax-ymin)/S;
+Pixel convention (docs/data-format.md, arrays.zarr): rgb[i, j] covers x = xmin + (j+0.5)(xmax-xmin)/S, y = ymax - (i+0.5)(ymax-ymin)/S;
 the square is centred on the xy extent of all vertices with a margin of 2% of its side per side.
 Background is exact black and `valid` is False there.
 """
@@ -58,7 +58,7 @@ def kept_faces(vertices: np.ndarray, faces: np.ndarray, cut: float, mid: float) 
 
 
 def pixel_centres(bounds: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """x of each column and y of each row under the DESIGN.md pixel convention."""
+    """x of each column and y of each row under the pixel convention of docs/data-format.md."""
     xmin, ymin, xmax, ymax = bounds
     steps = (np.arange(size) + 0.5) / size
     return xmin + steps * (xmax - xmin), ymax - steps * (ymax - ymin)

@@ -1,6 +1,6 @@
 """Stream the kept frames of a `.sens` (every stride-th) once: original JPEG bytes and raw poses into
-frames.parquet (row groups of a few frames), depth into the scene's zarr array, and a callback per valid frame, so
-memory stays bounded by a few frames whatever the stream length."""
+frames.parquet (row groups of a few frames), depth into the scene's zarr array, and a callback per group of valid
+frames, so memory stays bounded by a few frames whatever the stream length."""
 
 from __future__ import annotations
 
@@ -47,26 +47,27 @@ def _batch(rows: list[SensFrame]) -> pa.RecordBatch:
 
 
 def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: Path,
-                       visit: Callable[[int, SensFrame], None]) -> KeptFrames:
+                       visit: Callable[[list[int], list[SensFrame]], None]) -> KeptFrames:
     """Write kept frame k's depth to `depth_out[k]` and its row to `frames_path` (both in groups of 16 frames);
-    call `visit(k, frame)` for valid frames. `depth_out` is an array-like of shape (n_kept, H, W) that takes slice
-    assignment."""
+    call `visit(positions, frames)` with the valid frames of each group and their kept positions. `depth_out` is
+    an array-like of shape (n_kept, H, W) that takes slice assignment."""
     idx, poses, valid, pending = [], [], [], []
 
     def flush(writer: pq.ParquetWriter) -> None:
         start = len(idx) - len(pending)
         depth_out[start:len(idx)] = np.stack([f.depth for f in pending])  # one call: chunks written together
         writer.write_batch(_batch(pending))
+        valid_at = [k for k, f in enumerate(pending) if f.valid]
+        if valid_at:
+            visit([start + k for k in valid_at], [pending[k] for k in valid_at])
         pending.clear()
 
     with pq.ParquetWriter(frames_path, FRAMES_SCHEMA, compression="none") as writer:
-        for k, frame in enumerate(reader.frames(stride)):
+        for frame in reader.frames(stride):
             idx.append(frame.index)
             poses.append(frame.pose)
             valid.append(frame.valid)
             pending.append(frame)
-            if frame.valid:
-                visit(k, frame)
             if len(pending) == _ROW_GROUP:
                 flush(writer)
         if pending:

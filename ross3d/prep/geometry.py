@@ -1,8 +1,15 @@
-"""Geometry of depth frames in the axis-aligned frame: per-pixel world coordinates, 0.1 m voxel ids for coverage,
+"""Geometry of depth frames in the axis-aligned frame: per-pixel world coordinates (zero-depth pixels at the camera
+centre, counted as the original does unless `--exclude-zero-depth`), 0.1 m voxel ids for coverage,
 the original's mapping to the 384x384 crop (nearest resize of the depth-size map to W'x384, centre crop), per-token
-mean coordinates over 27x27-pixel cells of the 378x378 region, and their int16 voxel indices."""
+mean coordinates over 27x27-pixel cells of the 378x378 region, and their int16 voxel indices.
+
+Every function takes a batch of frames (leading axes) and gives each frame bitwise the result of processing it
+alone: the rotation is one float32 matmul per image row, as for a single frame, and the cell sums add a cell's
+pixels in the same order."""
 
 from __future__ import annotations
+
+import functools
 
 import cv2
 import numpy as np
@@ -16,18 +23,41 @@ XYZ_MIN = np.array([-15.0, -15.0, -5.0], np.float32)
 XYZ_MAX = np.array([15.0, 15.0, 5.0], np.float32)
 
 
+def _ray_factors(intrinsic: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (u - cx) / fx per column and (v - cy) / fy per row."""
+    fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
+    u = (np.arange(width, dtype=np.float32) - np.float32(cx)) / np.float32(fx)
+    v = (np.arange(height, dtype=np.float32) - np.float32(cy)) / np.float32(fy)
+    return u, v
+
+
+def _to_world(depth: np.ndarray, x_factor: np.ndarray, y_factor: np.ndarray, cam_to_world: np.ndarray,
+              depth_shift: float) -> np.ndarray:
+    """(..., A, B, 3) float32 world points of depth (..., A, B) whose pixels have the given ray factors
+    (broadcastable to (A, B)), under poses (..., 4, 4)."""
+    z = depth.astype(np.float32) / np.float32(depth_shift)
+    cam = np.stack([x_factor * z, y_factor * z, z], axis=-1)
+    rot = np.asarray(cam_to_world)[..., :3, :3].astype(np.float32)
+    trans = np.asarray(cam_to_world)[..., :3, 3].astype(np.float32)
+    world = cam @ np.swapaxes(rot, -1, -2)[..., None, :, :]
+    for c in range(3):  # per channel: a broadcast add over the last axis of 3 is several times slower
+        world[..., c] += trans[..., c, None, None]
+    return world
+
+
 def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray, depth_shift: float = 1000.0
               ) -> np.ndarray:
-    """(H, W, 3) float32 world points: z = d/shift, x = (u-cx) z/fx, y = (v-cy) z/fy, then the 4x4 pose.
-    Zero-depth pixels land on the camera centre (callers mask them with `depth > 0`)."""
-    h, w = depth.shape
-    fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
-    z = depth.astype(np.float32) / np.float32(depth_shift)
-    u = (np.arange(w, dtype=np.float32) - np.float32(cx)) / np.float32(fx)
-    v = (np.arange(h, dtype=np.float32) - np.float32(cy)) / np.float32(fy)
-    cam = np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1)
-    rot, trans = cam_to_world[:3, :3].astype(np.float32), cam_to_world[:3, 3].astype(np.float32)
-    return cam @ rot.T + trans
+    """(..., H, W, 3) float32 world points of depth (..., H, W) under poses (..., 4, 4): z = d/shift,
+    x = (u-cx) z/fx, y = (v-cy) z/fy, then the pose. Zero-depth pixels land on the camera centre (see
+    `depth_validity`)."""
+    u, v = _ray_factors(intrinsic, depth.shape[-1], depth.shape[-2])
+    return _to_world(depth, u[None, :], v[:, None], cam_to_world, depth_shift)
+
+
+def depth_validity(depth: np.ndarray, exclude_zero_depth: bool) -> np.ndarray:
+    """Which pixels count as points: all of them, as the original (zero depth at the camera centre), or only those
+    with depth > 0 (`--exclude-zero-depth`)."""
+    return depth > 0 if exclude_zero_depth else np.ones(depth.shape, bool)
 
 
 def voxel_indices(points: np.ndarray) -> np.ndarray:
@@ -37,31 +67,42 @@ def voxel_indices(points: np.ndarray) -> np.ndarray:
 
 class MeshVoxels:
     """The 0.1 m voxels of the aligned mesh vertices, numbered 0..n-1 in lexicographic (x, y, z) order, with a
-    dense lookup grid over their bounding box so a frame's points map to voxel ids without sorting."""
+    dense lookup grid over their bounding box padded by one cell on every side (the padding and the empty cells
+    hold n, "no mesh voxel"), so a frame's points map to voxel ids without sorting or bounds masks."""
 
     def __init__(self, vertices: np.ndarray):
         idx = voxel_indices(vertices)
-        self.origin = idx.min(axis=0)
-        self.shape = tuple(int(v) for v in idx.max(axis=0) - self.origin + 1)
+        self.origin = idx.min(axis=0) - 1
+        self.shape = tuple(int(v) for v in idx.max(axis=0) - self.origin + 2)
         flat = np.ravel_multi_index((idx - self.origin).T, self.shape)
         cells = np.unique(flat)  # C order of (x, y, z) = lexicographic order of the voxel triples
-        self.grid = np.full(int(np.prod(self.shape)), -1, np.int32)
-        self.grid[cells] = np.arange(len(cells), dtype=np.int32)
         self.count = len(cells)
+        self.grid = np.full(int(np.prod(self.shape)), self.count, np.int32)
+        self.grid[cells] = np.arange(len(cells), dtype=np.int32)
+
+    def _cells(self, points: np.ndarray) -> np.ndarray:
+        """(...) int64 grid cells of points (..., 3); points outside the box land on the padding."""
+        q = np.rint(np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32))  # same as voxel_indices
+        flat = np.zeros(q.shape[:-1], np.int64)
+        for axis in range(3):  # exact: voxel indices are small integers
+            qa = q[..., axis]
+            qa -= np.float32(self.origin[axis])
+            np.clip(qa, 0, self.shape[axis] - 1, out=qa)
+            flat *= self.shape[axis]
+            flat += qa.astype(np.int64)
+        return flat
+
+    def frame_ids(self, points: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
+        """Per frame of points (F, ..., 3) with validity (F, ...): sorted unique ids of the mesh voxels its valid
+        points fall in."""
+        hit = self.grid[self._cells(points) * valid].reshape(len(points), -1)  # invalid -> cell 0, padding
+        seen = np.zeros((len(points), self.count + 1), bool)
+        seen[np.arange(len(points))[:, None], hit] = True
+        return [np.flatnonzero(row[:-1]) for row in seen]
 
     def ids(self, points: np.ndarray) -> np.ndarray:
         """Sorted unique ids of the mesh voxels that (N, 3) points fall in (points elsewhere are dropped)."""
-        q = np.rint(points.astype(np.float32, copy=False) / np.float32(VOXEL_SIZE))  # same as voxel_indices
-        q -= self.origin.astype(np.float32)  # exact: voxel indices are small integers
-        inside = np.ones(len(q), bool)
-        for axis in range(3):
-            inside &= (q[:, axis] >= 0) & (q[:, axis] < self.shape[axis])
-        q = q[inside].astype(np.int64)
-        flat = (q[:, 0] * self.shape[1] + q[:, 1]) * self.shape[2] + q[:, 2]
-        hit = self.grid[flat]
-        seen = np.zeros(self.count, bool)
-        seen[hit[hit >= 0]] = True
-        return np.flatnonzero(seen)
+        return self.frame_ids(points[None], np.ones((1, len(points)), bool))[0]
 
 
 def crop_map(values: np.ndarray) -> np.ndarray:
@@ -75,16 +116,35 @@ def crop_map(values: np.ndarray) -> np.ndarray:
     return resized[:, left:left + CROP]
 
 
+@functools.lru_cache(maxsize=8)
+def crop_pixels(height: int, width: int) -> np.ndarray:
+    """(384, 384) flat index (row * width + col) of the depth pixel each crop pixel takes under `crop_map`."""
+    index = np.arange(height * width, dtype=np.float64).reshape(height, width)
+    return crop_map(index)[..., 0].astype(np.int64)
+
+
 def cell_means(points: np.ndarray, valid: np.ndarray, grid: int, fallback: np.ndarray) -> np.ndarray:
-    """(grid, grid, 3) means of the valid points of the 378x378 region's cells; a cell without any valid point
-    takes `fallback` (the camera centre, where the original's zero-depth pixels land)."""
+    """(..., grid, grid, 3) means over the 378x378 region's cells of the valid crop points (..., 384, 384, 3)
+    (`depth_validity`: every pixel by default, zero-depth ones at the camera centre as in the original); a cell
+    without any valid point (only with `--exclude-zero-depth`) takes `fallback` (..., 3), the camera centre.
+
+    Sums are float64 and add each cell's pixels one at a time in row-major order (for all cells of all frames at
+    once, one coordinate plane at a time), so every frame gets bitwise the sums of summing its cells alone."""
     cell = REGION // grid
-    pts = points[:REGION, :REGION].reshape(grid, cell, grid, cell, 3).astype(np.float64)
-    w = valid[:REGION, :REGION].reshape(grid, cell, grid, cell, 1)
-    total = (pts * w).sum(axis=(1, 3))
-    count = w.sum(axis=(1, 3))
-    means = np.where(count > 0, total / np.maximum(count, 1), fallback)
-    return means.astype(np.float32)
+    lead = points.shape[:-3]
+    ok = valid[..., :REGION, :REGION]
+    total = np.empty((*lead, grid, grid, 3))
+    for c in range(3):
+        plane = np.where(ok, points[..., :REGION, :REGION, c], np.float32(0))
+        cells = plane.reshape(*lead, grid, cell, grid, cell)
+        acc = np.zeros((*lead, grid, grid))
+        for row in range(cell):
+            for col in range(cell):
+                acc += cells[..., :, row, :, col]
+        total[..., c] = acc
+    count = ok.reshape(*lead, grid, cell, grid, cell).sum(axis=(-3, -1))[..., None]
+    fallback = np.asarray(fallback, np.float64)[..., None, None, :]
+    return np.where(count > 0, total / np.maximum(count, 1), fallback).astype(np.float32)
 
 
 def discrete_voxels(coords: np.ndarray) -> np.ndarray:
@@ -93,10 +153,13 @@ def discrete_voxels(coords: np.ndarray) -> np.ndarray:
     return np.round(clamped / np.float32(VOXEL_SIZE)).astype(np.int16)
 
 
-def frame_crop_points(depth: np.ndarray, intrinsic: np.ndarray, aligned_pose: np.ndarray, depth_shift: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """World points (384, 384, 3) f32 and their validity (depth > 0) on the 384 crop, as the original maps them."""
-    world = unproject(depth, intrinsic, aligned_pose, depth_shift)
-    stacked = np.concatenate([world, (depth > 0).astype(np.float32)[..., None]], axis=-1)
-    crop = crop_map(stacked)
-    return crop[..., :3], crop[..., 3] > 0.5
+def frame_crop_points(depth: np.ndarray, intrinsic: np.ndarray, aligned_pose: np.ndarray, depth_shift: float,
+                      exclude_zero_depth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """World points (..., 384, 384, 3) f32 and their validity (`depth_validity`) on the 384 crop of depth
+    (..., H, W) under poses (..., 4, 4), as the original maps them: only the crop's pixels are unprojected."""
+    h, w = depth.shape[-2:]
+    pixels = crop_pixels(h, w)
+    u, v = _ray_factors(intrinsic, w, h)
+    crop_depth = depth.reshape(*depth.shape[:-2], h * w)[..., pixels]
+    world = _to_world(crop_depth, u[pixels % w], v[pixels // w], aligned_pose, depth_shift)
+    return world, depth_validity(crop_depth, exclude_zero_depth)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from ross3d.errors import InputError
 from ross3d.prep.options import STRATEGIES
+from ross3d.safe_names import child_path
 
 THUMB = (96, 72)
 COLUMNS = 8
@@ -36,7 +37,7 @@ def _mosaic(jpegs: list[bytes]) -> np.ndarray:
 def _load(prep_dir: Path, scene_id: str):
     import zarr
 
-    scene_dir = prep_dir / "scenes" / scene_id
+    scene_dir = child_path(prep_dir / "scenes", scene_id)
     if not (scene_dir / "result.json").is_file():
         raise InputError(scene_dir, "scene not prepared (no committed result.json)")
     frames = pq.read_table(scene_dir / "frames.parquet")

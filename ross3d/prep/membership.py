@@ -1,6 +1,7 @@
 """Object membership of (frame, patch) pairs: a 14x14-pixel patch of the 27x27 SigLIP grid belongs to an object
 when at least half of its 196 pixels (98, as `int(14*14*0.5)` in the original) have a valid world point inside the
-object's axis-aligned box (all three coordinates within [min, max]); pixels without depth count as outside."""
+object's axis-aligned box (all three coordinates within [min, max]). Zero-depth pixels are points at the camera
+centre, as the original counts them; with `--exclude-zero-depth` (their validity is False) they count as outside."""
 
 from __future__ import annotations
 
@@ -10,6 +11,22 @@ from ross3d.prep.geometry import PATCH_GRID, REGION
 
 PATCH_PIXELS = REGION // PATCH_GRID  # 14
 MIN_INSIDE = int(PATCH_PIXELS * PATCH_PIXELS * 0.5)
+
+
+def _patch_bounds(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per patch (V*729, patch-major): valid pixel count, and min and max (3,) of its valid points (+inf and -inf
+    without any), computed one coordinate at a time on contiguous planes."""
+    n_views = points.shape[0]
+    ok = valid[:, :REGION, :REGION]
+    grid = (n_views, PATCH_GRID, PATCH_PIXELS, PATCH_GRID, PATCH_PIXELS)
+    n_ok = ok.reshape(grid).sum(axis=(2, 4)).reshape(-1)
+    lo = np.empty((n_views * PATCH_GRID * PATCH_GRID, 3), np.float32)
+    hi = np.empty_like(lo)
+    for c in range(3):
+        plane = points[:, :REGION, :REGION, c]
+        lo[:, c] = np.where(ok, plane, np.float32(np.inf)).reshape(grid).min(axis=(2, 4)).reshape(-1)
+        hi[:, c] = np.where(ok, plane, np.float32(-np.inf)).reshape(grid).max(axis=(2, 4)).reshape(-1)
+    return n_ok, lo, hi
 
 
 def _patches(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,10 +45,8 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
     Per-patch bounds of the valid pixels settle most patches at once (entirely inside or disjoint from a box);
     only patches that straddle a box face are counted pixel by pixel."""
     n_views = points.shape[0]
+    n_ok, lo_patch, hi_patch = _patch_bounds(points, valid)
     pts, ok = _patches(points, valid)
-    n_ok = ok.sum(axis=1)
-    lo_patch = np.where(ok[..., None], pts, np.float32(np.inf)).min(axis=1)
-    hi_patch = np.where(ok[..., None], pts, np.float32(-np.inf)).max(axis=1)
     can = n_ok >= MIN_INSIDE
     out = np.zeros((len(boxes), n_views * PATCH_GRID * PATCH_GRID), bool)
     for k, box in enumerate(np.asarray(boxes, np.float32)):
@@ -41,8 +56,7 @@ def membership(points: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.n
         touches = can & (lo_patch <= hi).all(axis=1) & (hi_patch >= lo).all(axis=1)
         full = touches & (lo_patch >= lo).all(axis=1) & (hi_patch <= hi).all(axis=1)
         partial = np.flatnonzero(touches & ~full)
-        q = pts[partial]
-        inside = ok[partial] & ((q >= lo) & (q <= hi)).all(axis=-1)
+        inside = ok[partial] & ((pts[partial] >= lo) & (pts[partial] <= hi)).all(axis=-1)
         out[k] = full
         out[k, partial] = inside.sum(axis=1) >= MIN_INSIDE
     return out.reshape(len(boxes), n_views, PATCH_GRID, PATCH_GRID)

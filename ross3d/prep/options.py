@@ -12,6 +12,7 @@ from ross3d.prep.sources import SourceOptions
 
 FORMAT_VERSION = 1
 STRATEGIES = ("uniform", "max-coverage")
+MAX_COVERAGE_ORDERS = ("frame", "greedy")
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,21 @@ class PrepOptions:
     num_frames: int = 32
     bev_size: int = 432
     seed: int = 0
+    # the original counts zero-depth pixels as points at the camera centre (coverage, token means, membership);
+    # True drops them (docs/model.md, differences from the original)
+    exclude_zero_depth: bool = False
+    # the order in which max-coverage frames reach the model: "frame" (by frame number, as the original's loader)
+    # or "greedy" (pick order)
+    max_coverage_order: str = "frame"
     sources: SourceOptions = field(default_factory=SourceOptions)
 
     def __post_init__(self) -> None:
         for key in ("frame_stride", "num_frames", "bev_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+        if self.max_coverage_order not in MAX_COVERAGE_ORDERS:
+            raise ConfigError(f"--max-coverage-order must be one of {', '.join(MAX_COVERAGE_ORDERS)}, "
+                              f"got {self.max_coverage_order!r}")
 
     def to_dict(self) -> dict:
         """The processing options (the input choices are `sources.to_dict()`)."""

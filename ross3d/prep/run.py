@@ -1,5 +1,6 @@
-"""`prep_scannet`: pick the scenes, skip those committed with the same options fingerprint, run the rest through
-an executor, then write the merged tables and, last, manifest.json."""
+"""`prep_scannet`: lock PREP_DIR (one run at a time, ross3d.locking), pick the scenes, skip those committed with
+the same options fingerprint and unchanged input files (ross3d.prep.input_fingerprint), run the rest through an
+executor, then write the merged tables and, last, manifest.json."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from ross3d import __version__
 from ross3d.errors import InputError
+from ross3d.locking import exclusive_lock
+from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.options import FORMAT_VERSION, PrepOptions
 from ross3d.prep.scene_job import SceneResult
 from ross3d.prep.executors import check_executor, run_scenes
@@ -18,6 +21,7 @@ from ross3d.prep.store import (
     write_table_atomic,
 )
 from ross3d.progress import NullProgress, Progress
+from ross3d.safe_names import RULE, check_scene_id, is_safe_name
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +40,31 @@ class PrepReport:
 
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
-    """The requested scenes, or every sub-folder of SCANS_DIR (the posed_images folder with that source), sorted."""
+    """The requested scenes (each a safe name, ross3d.safe_names), or every sub-folder of SCANS_DIR (the
+    posed_images folder with that source) whose name is one, sorted; other folders are skipped with a warning."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:
-        return list(dict.fromkeys(scenes))
-    found = sorted(p.name for p in scans_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return list(dict.fromkeys(check_scene_id(s, "--scenes") for s in scenes))
+    found = []
+    for p in sorted(scans_dir.iterdir()):
+        if p.is_dir() and not p.name.startswith("."):
+            if is_safe_name(p.name):
+                found.append(p.name)
+            else:
+                log.warning("%s: skipped, the folder name is not a safe scene id (%s)", p, RULE)
     if not found:
         raise InputError(scans_dir, "no scene folders")
     return found
 
 
 def read_scene_list(path: Path) -> list[str]:
+    """The scene ids of a `--scene-list` file, one per line (blank lines skipped), each a safe name."""
     try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError as err:
-        raise InputError(path, f"cannot read scene list: {err.strerror}") from None
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read scene list: {getattr(err, 'strerror', None) or err}") from None
+    return [check_scene_id(line.strip(), f"{path}: line {k}") for k, line in enumerate(lines, 1) if line.strip()]
 
 
 def _committed(prep_dir: Path, fingerprint: str) -> dict[str, SceneResult]:
@@ -77,7 +90,8 @@ def _write_outputs(prep_dir: Path, scans_dir: Path, options: PrepOptions, result
         "options_fingerprint": options.fingerprint(),
         "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings,
                                 "bev_source": r.bev_source, "warnings": r.warnings,
-                                "selection_agreement": r.selection_agreement} for r in ordered},
+                                "selection_agreement": r.selection_agreement,
+                                "inputs_fingerprint": r.inputs_fingerprint} for r in ordered},
     })
 
 
@@ -92,6 +106,13 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     posed = options.sources.source == "posed-images"
     scene_ids = list_scenes(Path(options.sources.posed_images) if posed else scans_dir, scenes)
     check_executor(executor)
+    with exclusive_lock(prep_dir, "prep scannet"):
+        return _prep_locked(scans_dir, prep_dir, options, scene_ids, workers, executor, ray_address, resume,
+                            progress)
+
+
+def _prep_locked(scans_dir: Path, prep_dir: Path, options: PrepOptions, scene_ids: list[str], workers: int,
+                 executor: str, ray_address: str | None, resume: bool, progress: Progress) -> PrepReport:
     start = time.perf_counter()
     (prep_dir / "scenes").mkdir(parents=True, exist_ok=True)
     (prep_dir / "manifest.json").unlink(missing_ok=True)
@@ -100,7 +121,8 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     clean_stale(prep_dir)
     fingerprint = options.fingerprint()
     results = _committed(prep_dir, fingerprint)
-    report = PrepReport(skipped=[s for s in scene_ids if resume and s in results])
+    report = PrepReport(skipped=[s for s in scene_ids if resume and s in results and
+                                 results[s].inputs_fingerprint == input_fingerprint(scans_dir, s, options.sources)])
     todo = [s for s in scene_ids if s not in report.skipped]
     progress.start("scenes", len(scene_ids), "scenes", unit="scenes")
     progress.start("frames", None, "frames", unit="frames")

@@ -19,14 +19,18 @@ from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import Bev, render_bev, write_preview
 from ross3d.prep.frames import stream_kept_frames
+from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.membership import membership
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.sources import load_scene_inputs, open_frame_source, released_selections
 from ross3d.prep.store import RESULT_FILE, commit_dir, temp_path, to_jsonable, write_json_atomic
+from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import load_released_bev
 
 log = logging.getLogger(__name__)
-STAGES = ("sens_read", "selection", "geometry", "objects", "bev", "write")
+STAGES = ("inputs", "sens_read", "voxels", "selection", "geometry", "objects", "bev", "write")
+VOXEL_BATCH = 4  # full depth frames unprojected at once for coverage (4 x 3.5 MiB of points at 640x480)
+CROP_BATCH = 8  # selected frames mapped to the crop at once (8 x 1.7 MiB of points)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class SceneResult:
     bev_source: str = ""  # "rendered", "released" or "none"
     warnings: list[str] = field(default_factory=list)  # outputs missing for want of an input
     selection_agreement: dict | None = None  # --selection-file vs our max-coverage
+    inputs_fingerprint: str = ""  # ross3d.prep.input_fingerprint of the scene's files when its job started
 
     def to_record(self) -> dict:
         return to_jsonable(self.__dict__)
@@ -55,16 +60,26 @@ class SceneResult:
 
 
 class _Timer:
+    """Seconds per stage; time in a stage entered inside another counts for the inner stage only."""
+
     def __init__(self) -> None:
         self.seconds = {stage: 0.0 for stage in STAGES}
+        self._open: list[list] = []  # [stage, start of its current stretch], innermost last
 
     @contextmanager
     def stage(self, name: str):
-        start = time.perf_counter()
+        now = time.perf_counter()
+        if self._open:
+            outer = self._open[-1]
+            self.seconds[outer[0]] += now - outer[1]
+        self._open.append([name, now])
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            now = time.perf_counter()
+            self.seconds[name] += now - self._open.pop()[1]
+            if self._open:
+                self._open[-1][1] = now
 
 
 def _zarr_codec():
@@ -73,27 +88,30 @@ def _zarr_codec():
     return ZstdCodec(level=3)
 
 
-def _stream(source, store, tmp, axis, mesh_voxels, stride, timer):
-    """Read the frame source once: depth into the zarr, rows into frames.parquet, coverage voxel ids per valid
-    frame (None without a mesh)."""
+def _stream(source, store, tmp, axis, mesh_voxels, options, timer):
+    """Read the frame source once: depth into the zarr, rows into frames.parquet ("sens_read"), and the coverage
+    voxel ids of each valid frame as its group of frames arrives ("voxels"; None without a mesh)."""
     voxel_sets: dict[int, np.ndarray] | None = None if mesh_voxels is None else {}
     hdr = source.header
+    k_depth = hdr.intrinsic_depth.astype(np.float64)
+
+    def visit(positions, frames):
+        if voxel_sets is None:
+            return
+        with timer.stage("voxels"):
+            for start in range(0, len(frames), VOXEL_BATCH):
+                batch = frames[start:start + VOXEL_BATCH]
+                depth = np.stack([f.depth for f in batch])
+                poses = np.stack([axis @ f.pose.astype(np.float64) for f in batch])
+                world = geometry.unproject(depth, k_depth, poses, hdr.depth_shift)
+                valid = geometry.depth_validity(depth, options.exclude_zero_depth)
+                voxel_sets.update(zip(positions[start:start + VOXEL_BATCH], mesh_voxels.frame_ids(world, valid)))
+
     with timer.stage("sens_read"):
         dw, dh = hdr.depth_size
-        depth = store.create_array("depth", shape=(source.n_kept(stride), dh, dw), dtype="uint16",
+        depth = store.create_array("depth", shape=(source.n_kept(options.frame_stride), dh, dw), dtype="uint16",
                                    chunks=(1, dh, dw), compressors=_zarr_codec())
-        k_depth = hdr.intrinsic_depth.astype(np.float64)
-
-        def visit(k, frame):
-            if voxel_sets is None:
-                return
-            start = time.perf_counter()
-            world = geometry.unproject(frame.depth, k_depth, axis @ frame.pose.astype(np.float64), hdr.depth_shift)
-            voxel_sets[k] = mesh_voxels.ids(world[frame.depth > 0])
-            timer.seconds["selection"] += time.perf_counter() - start
-            timer.seconds["sens_read"] -= time.perf_counter() - start
-
-        kept = stream_kept_frames(source, stride, depth, tmp / "frames.parquet", visit)
+        kept = stream_kept_frames(source, options.frame_stride, depth, tmp / "frames.parquet", visit)
     return depth, kept, voxel_sets
 
 
@@ -116,11 +134,8 @@ def _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options):
     positions = np.asarray([where[f] for f in frames], np.int64)
     gains = (selection.gains_in_order(voxel_sets, positions, n_voxels) if voxel_sets is not None
              else np.asarray(file_gains, np.int64))
-    extra = options.num_frames - len(positions)
-    if extra > 0 and len(positions):
-        positions = np.concatenate([positions, np.resize(positions, extra)])
-        gains = np.concatenate([gains, np.zeros(extra, np.int64)])
-    return positions, gains
+    padded = selection.pad_by_repeating(positions, gains, options.num_frames)
+    return padded.picks, padded.gains
 
 
 def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
@@ -134,8 +149,11 @@ def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
         chosen["uniform"] = (picks, np.zeros(len(picks), np.int64))
     else:
         sets = [voxel_sets[int(k)] for k in candidates]
+        greedy = selection.max_coverage(sets, n_voxels, options.num_frames, options.seed)
+        if options.max_coverage_order == "frame":  # candidates are in frame order
+            greedy = selection.in_frame_order(greedy, sets, n_voxels, options.num_frames)
         for name, sel in (("uniform", selection.uniform(sets, n_voxels, options.num_frames)),
-                          ("max-coverage", selection.max_coverage(sets, n_voxels, options.num_frames, options.seed))):
+                          ("max-coverage", greedy)):
             chosen[name] = (candidates[sel.picks], sel.gains)
     if options.sources.selection_file:
         theirs = _released_max_coverage(scene_id, kept, voxel_sets, n_voxels, options)
@@ -148,22 +166,29 @@ def _select(scene_id, kept, voxel_sets, n_voxels, options, source_path):
     return chosen, agreement
 
 
-def _frame_geometry(positions, depth, kept, hdr, axis):
-    """Crop points, validity and camera centres of the distinct kept positions."""
-    out = {}
+def _frame_arrays(distinct, depth, kept, hdr, axis, objects, exclude_zero_depth, timer):
+    """Per-token mean coordinates (V, 14, 14, 3) ("geometry") and object membership (n_obj, V, 27, 27) or None
+    ("objects") of the distinct kept positions, CROP_BATCH frames at a time."""
     k_depth = hdr.intrinsic_depth.astype(np.float64)
-    for k in np.unique(positions):
-        pose = axis @ kept.poses[k].astype(np.float64)
-        pts, ok = geometry.frame_crop_points(depth[int(k)], k_depth, pose, hdr.depth_shift)
-        out[int(k)] = (pts, ok, pose[:3, 3])
-    return out
+    coords, member = [], []
+    for start in range(0, len(distinct), CROP_BATCH):
+        with timer.stage("geometry"):
+            batch = distinct[start:start + CROP_BATCH]
+            poses = np.stack([axis @ kept.poses[k].astype(np.float64) for k in batch])
+            pts, ok = geometry.frame_crop_points(depth.get_orthogonal_selection(batch), k_depth, poses,
+                                                 hdr.depth_shift, exclude_zero_depth)
+            coords.append(geometry.cell_means(pts, ok, geometry.TOKEN_GRID, poses[:, :3, 3]))
+        if objects is not None:
+            with timer.stage("objects"):
+                member.append(membership(pts, ok, objects.boxes))
+    return np.concatenate(coords), (np.concatenate(member, axis=1) if objects is not None else None)
 
 
 def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
     """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the mesh, else none."""
     if options.sources.bev_images:
-        rgb, valid = load_released_bev(Path(options.sources.bev_images) / scene_id / "view_0.jpg", hdr.depth_size,
-                                       options.bev_size)
+        rgb, valid = load_released_bev(child_path(options.sources.bev_images, scene_id) / "view_0.jpg",
+                                       hdr.depth_size, options.bev_size)
         return Bev(rgb, valid, np.full(4, np.nan, np.float32)), "released"
     if inputs.mesh is None:
         return None, "none"
@@ -171,45 +196,40 @@ def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, 
     return render_bev(mesh.vertices, mesh.colors, mesh.faces, options.bev_size), "rendered"
 
 
-def _arrays(selected, geo, distinct, objects) -> dict[str, np.ndarray]:
-    """coords, voxels and membership of each strategy."""
+def _arrays(selected, distinct, coords, member) -> dict[str, np.ndarray]:
+    """coords, voxels and membership of each strategy, from those of the distinct positions."""
     arrays = {}
-    member = None
-    if objects is not None:
-        member = membership(np.stack([geo[int(k)][0] for k in distinct]),
-                            np.stack([geo[int(k)][1] for k in distinct]), objects.boxes)
     for name, (positions, _) in selected.items():
-        coords = np.stack([geometry.cell_means(geo[int(k)][0], geo[int(k)][1], geometry.TOKEN_GRID,
-                                               geo[int(k)][2]) for k in positions])
-        arrays[f"coords/{name}"] = coords
-        arrays[f"voxels/{name}"] = geometry.discrete_voxels(coords)
+        at = np.searchsorted(distinct, positions)
+        arrays[f"coords/{name}"] = coords[at]
+        arrays[f"voxels/{name}"] = geometry.discrete_voxels(coords[at])
         if member is not None:
-            arrays[f"membership/{name}"] = member[:, np.searchsorted(distinct, positions)]
+            arrays[f"membership/{name}"] = member[:, at]
     return arrays
 
 
 def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer: _Timer) -> SceneResult:
     import zarr
 
-    with timer.stage("objects"):
+    with timer.stage("inputs"):
         inputs = load_scene_inputs(scans_dir, scene_id, options.sources)
     for warning in inputs.warnings:
         log.warning("%s: %s", scene_id, warning)
-    with timer.stage("selection"):
+    with timer.stage("voxels"):
         mesh_voxels = None if inputs.mesh is None else geometry.MeshVoxels(inputs.mesh.vertices)
     n_voxels = 0 if mesh_voxels is None else mesh_voxels.count
     tmp.mkdir(parents=True)
     store = zarr.open_group(tmp / "arrays.zarr", mode="w")
     with open_frame_source(scans_dir, scene_id, options.sources) as source:
-        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options.frame_stride, timer)
+        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options, timer)
         hdr, source_path = source.header, source.path
     with timer.stage("selection"):
         selected, agreement = _select(scene_id, kept, voxel_sets, n_voxels, options, source_path)
+    distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
+    coords, member = _frame_arrays(distinct, depth, kept, hdr, inputs.axis, inputs.objects,
+                                   options.exclude_zero_depth, timer)
     with timer.stage("geometry"):
-        distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
-        geo = _frame_geometry(distinct, depth, kept, hdr, inputs.axis)
-    with timer.stage("objects"):
-        arrays = _arrays(selected, geo, distinct, inputs.objects)
+        arrays = _arrays(selected, distinct, coords, member)
     with timer.stage("bev"):
         bev, bev_source = _bev(scene_id, inputs, hdr, options)
         if bev is not None:
@@ -252,16 +272,19 @@ def failed_row(scene_id: str, error: str) -> dict:
 def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, options: PrepOptions) -> SceneResult:
     """Process one scene into PREP_DIR (committed atomically); failures come back as status "failed"."""
     prep_dir = Path(prep_dir)
-    final = prep_dir / "scenes" / scene_id
-    tmp = temp_path(final)
+    tmp = None
     timer = _Timer()
+    inputs = ""
     try:
+        final = child_path(prep_dir / "scenes", scene_id)
+        tmp = temp_path(final)
+        inputs = input_fingerprint(Path(scans_dir), scene_id, options.sources)
         result = _run(Path(scans_dir), scene_id, tmp, options, timer)
         start = time.perf_counter()
-        result.timings = timer.seconds
+        result.timings, result.inputs_fingerprint = timer.seconds, inputs
         write_json_atomic(tmp / RESULT_FILE, result.to_record())
         commit_dir(tmp, final)
-        preview = prep_dir / "previews" / f"{scene_id}_bev.png"
+        preview = child_path(prep_dir / "previews", f"{scene_id}_bev.png")
         preview.parent.mkdir(exist_ok=True)
         if (final / "bev.png").is_file():
             preview_tmp = temp_path(preview)
@@ -275,6 +298,7 @@ def process_scene(scans_dir: str | Path, scene_id: str, prep_dir: str | Path, op
         message = str(err) if isinstance(err, Ross3DError) else f"{type(err).__name__}: {err}"
         log.warning("%s failed: %s", scene_id, message)
         return SceneResult(scene_id, "failed", message, options.fingerprint(), failed_row(scene_id, message),
-                           timings=timer.seconds)
+                           timings=timer.seconds, inputs_fingerprint=inputs)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

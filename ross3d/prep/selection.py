@@ -1,5 +1,7 @@
 """Frame selection among the valid kept frames: `uniform` (the original's linspace rule) and `max-coverage`
-(greedy maximum coverage of the scene-mesh voxels each frame's depth sees, seeded deterministic tie-break).
+(greedy maximum coverage of the scene-mesh voxels each frame's depth sees, seeded deterministic tie-break), whose
+picks reach the model sorted by frame number as the original's loader sorts them (`in_frame_order`) or in greedy
+order.
 
 Max-coverage is vectorised: each frame's voxels are a bitset (uint64 words); a greedy step is one AND with the
 uncovered set and a popcount over all frames.
@@ -70,12 +72,23 @@ def max_coverage(voxel_sets: list[np.ndarray], n_voxels: int, num_frames: int, s
         picked_gains.append(int(gains[f]))
         available[f] = False
         uncovered &= ~bits[f]
-    picks_arr, gains_arr = np.asarray(picks, np.int64), np.asarray(picked_gains, np.int64)
-    if num_frames > n:
-        extra = num_frames - n
-        picks_arr = np.concatenate([picks_arr, np.resize(picks_arr, extra)])
-        gains_arr = np.concatenate([gains_arr, np.zeros(extra, np.int64)])
-    return Selection(picks_arr, gains_arr)
+    return pad_by_repeating(np.asarray(picks, np.int64), np.asarray(picked_gains, np.int64), num_frames)
+
+
+def pad_by_repeating(picks: np.ndarray, gains: np.ndarray, num_frames: int) -> Selection:
+    """Fewer picks than num_frames: the picks repeat from the first, the repeats with gain 0."""
+    extra = num_frames - len(picks)
+    if extra <= 0 or len(picks) == 0:
+        return Selection(picks, gains)
+    return Selection(np.concatenate([picks, np.resize(picks, extra)]),
+                     np.concatenate([gains, np.zeros(extra, np.int64)]))
+
+
+def in_frame_order(sel: Selection, voxel_sets: list[np.ndarray], n_voxels: int, num_frames: int) -> Selection:
+    """The distinct picks sorted by candidate position (= frame number), with the new voxels each adds in that
+    order, padded like the greedy selection."""
+    picks = np.unique(sel.picks)
+    return pad_by_repeating(picks, gains_in_order(voxel_sets, picks, n_voxels), num_frames)
 
 
 def uniform(voxel_sets: list[np.ndarray], n_voxels: int, num_frames: int) -> Selection:

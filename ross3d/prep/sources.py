@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import ConfigError, InputError
+from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import (
     EmbodiedScanScene, PosedImagesScene, load_box_file, load_embodiedscan_infos, load_selection_file,
     read_matrix_txt,
@@ -205,7 +206,7 @@ def _jpeg_size(path: Path) -> tuple[int, int]:
 def open_frame_source(scans_dir: Path, scene_id: str, sources: SourceOptions):
     """The scene's frame source (a context manager: the `.sens` stream is closed at the end)."""
     if sources.source == "posed-images":
-        yield PosedImagesSource(Path(sources.posed_images) / scene_id, embodiedscan_scene(sources, scene_id))
+        yield PosedImagesSource(child_path(sources.posed_images, scene_id), embodiedscan_scene(sources, scene_id))
         return
     from ross3d.scannet.sens import SensReader
 
@@ -258,7 +259,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         mesh = SceneMesh(transform_points(axis, raw.vertices), raw.colors, raw.faces)
     objects = None
     if mesh is not None and (paths.aggregation.is_file() or not (posed or sources.boxes_file)):
-        found = read_objects(paths.aggregation, paths.segs)
+        found = read_objects(paths.aggregation, paths.segs, n_vertices=len(mesh.vertices))
         objects = SceneObjects([o.object_id for o in found], [o.label for o in found],
                                [len(o.vertex_indices) for o in found], object_boxes(found, mesh.vertices))
     elif sources.boxes_file:

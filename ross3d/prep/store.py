@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +50,26 @@ def commit_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    _pause_point(final)
+
+
+PAUSE_ENV = "ROSS3D_PAUSE_AFTER_COMMITS"
+_commits = 0
+
+
+def _pause_point(final: Path) -> None:
+    """Test hook for kill tests: with ROSS3D_PAUSE_AFTER_COMMITS=N:FILE the process writes the folder of its N-th
+    commit to FILE and then sleeps until it is killed, so a test kills it at a known point, never by timing."""
+    global _commits
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    _commits += 1
+    count, _, marker = spec.partition(":")
+    if _commits == int(count):
+        Path(marker).write_text(str(final))
+        while True:
+            time.sleep(60)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

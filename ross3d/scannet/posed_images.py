@@ -3,7 +3,7 @@
 - the `posed_images` export: `DIR/<scene>/<idx5>.jpg` (colour, bytes kept verbatim), `<idx5>.png` (16-bit depth, mm),
   `<idx5>.txt` (4x4 camera-to-world; `-inf`/`nan` text marks an invalid pose), `intrinsic.txt`, `depth_intrinsic.txt`;
 - EmbodiedScan info pkls (`data_list` items with `sample_idx` "scannet/<scene>", `axis_align_matrix`,
-  `depth_cam2img`, `images[*].img_path`);
+  `depth_cam2img`, `images[*].img_path`), read with ross3d.safe_pickle (plain data and numpy only, never code);
 - the released BEV images `<scene>/view_0.jpg`, prepared exactly as the original loader does;
 - the original's `scannet_select_frames.json` (max-coverage output) and `scannet_{split}_{gt,pred}_box.json`.
 Every malformed file raises InputError naming its path.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import InputError
+from ross3d.safe_names import check_scene_id
+from ross3d.safe_pickle import load_restricted
 
 
 def read_matrix_txt(path: Path) -> np.ndarray:
@@ -137,13 +138,7 @@ def load_embodiedscan_infos(paths: list[str | Path]) -> dict[str, EmbodiedScanSc
     """ScanNet scenes of one or more `embodiedscan_infos_{split}.pkl` files, keyed by scene id."""
     scenes: dict[str, EmbodiedScanScene] = {}
     for path in map(Path, paths):
-        try:
-            with open(path, "rb") as f:
-                data = pickle.load(f)
-        except FileNotFoundError:
-            raise InputError(path, "file not found") from None
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-            raise InputError(path, f"not a readable pickle ({err})") from None
+        data = load_restricted(path)
         items = data.get("data_list") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise InputError(path, "missing 'data_list'")
@@ -151,7 +146,7 @@ def load_embodiedscan_infos(paths: list[str | Path]) -> dict[str, EmbodiedScanSc
             sample_idx = str(item.get("sample_idx", ""))
             if not sample_idx.startswith("scannet/"):
                 continue
-            scene_id = sample_idx.split("/", 1)[1]
+            scene_id = check_scene_id(sample_idx.split("/", 1)[1], path, f"{sample_idx}: scene id")
             try:
                 indices = [frame_index_of(img["img_path"]) for img in item.get("images", [])]
             except (KeyError, TypeError):
@@ -201,7 +196,7 @@ class ReleasedSelection:
 
 
 def load_selection_file(path: str | Path) -> dict[str, ReleasedSelection]:
-    """The original's max-coverage output (data-and-eval-reference B.7), keyed by scene id."""
+    """The original's max-coverage output (docs/original-data.md B.7), keyed by scene id."""
     path = Path(path)
     records = _load_json(path)
     if not isinstance(records, list):
@@ -214,6 +209,7 @@ def load_selection_file(path: str | Path) -> dict[str, ReleasedSelection]:
             gains = [int(g) for g in rec.get("voxel_nums", [0] * len(frames))]
         except (KeyError, TypeError, ValueError, InputError) as err:
             raise InputError(path, f"record {k}: malformed ({err})") from None
+        check_scene_id(scene_id, path, f"record {k}: scene id")
         out[scene_id] = ReleasedSelection(frames, gains, rec.get("num_all_voxels"), rec.get("num_select_voxels"))
     return out
 
@@ -230,7 +226,7 @@ def load_box_file(path: str | Path) -> dict[str, np.ndarray]:
             arr = np.asarray(boxes, dtype=np.float32).reshape(len(boxes), 6)
         except (ValueError, TypeError):
             raise InputError(path, f"{key}: boxes must be lists of 6 numbers") from None
-        out[key.split("/")[-1]] = arr
+        out[check_scene_id(key.split("/")[-1], path, f"{key}: scene id")] = arr
     return out
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ross3d.errors import InputError
+from ross3d.safe_names import child_path
 
 log = logging.getLogger(__name__)
+PLY_HEADER_MAX = 1 << 16  # bytes searched for a ply header
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class ScanPaths:
 
 
 def scan_paths(scans_dir: str | Path, scene_id: str) -> ScanPaths:
-    return ScanPaths(Path(scans_dir) / scene_id, scene_id)
+    """The files of SCANS_DIR/<scene_id>/ (the id must be a safe name, ross3d.safe_names)."""
+    return ScanPaths(child_path(scans_dir, scene_id), scene_id)
 
 
 @dataclass
@@ -56,18 +59,43 @@ class SceneMesh:
     faces: np.ndarray  # (F, 3) int32
 
 
+def ply_element_counts(path: Path) -> dict[str, int]:
+    """The `element <name> <count>` lines of a ply header (InputError when there is no header)."""
+    with open(path, "rb") as f:
+        head = f.read(PLY_HEADER_MAX)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise InputError(path, f"not a ply file (no 'ply' ... 'end_header' within {PLY_HEADER_MAX} bytes)")
+    counts: dict[str, int] = {}
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        words = line.split()
+        if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
+            counts[words[1]] = int(words[2])
+    return counts
+
+
 def read_mesh(path: str | Path) -> SceneMesh:
-    """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces) with open3d."""
-    import open3d as o3d
+    """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces) with open3d. open3d returns what it
+    read before a truncation, so the counts are checked against the header: a short or inconsistent file is an
+    InputError naming it."""
+    from ross3d.open3d_core import open3d_core
+
+    o3d = open3d_core()
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "mesh file not found")
+    declared = ply_element_counts(path)
     mesh = o3d.io.read_triangle_mesh(str(path))
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.triangles, dtype=np.int32)
     if len(vertices) == 0 or len(faces) == 0:
         raise InputError(path, "not a readable triangle mesh (no vertices or faces)")
+    if len(vertices) != declared.get("vertex") or len(faces) < declared.get("face", 0):
+        raise InputError(path, f"truncated or corrupt: the header declares {declared.get('vertex')} vertices and "
+                               f"{declared.get('face', 0)} faces, {len(vertices)} and {len(faces)} were read")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(path, f"a face refers to vertex {int(faces.max())} of {len(vertices)}")
     if mesh.has_vertex_colors():
         colors = np.rint(np.asarray(mesh.vertex_colors) * 255.0).clip(0, 255).astype(np.uint8)
     else:
@@ -112,7 +140,10 @@ def read_axis_alignment(path: str | Path) -> tuple[np.ndarray, bool]:
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 rigid/affine transform to (N, 3) points."""
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
+    out = points @ matrix[:3, :3].T
+    for c in range(3):  # per column: the same sums as adding matrix[:3, 3] by broadcasting, several times faster
+        out[:, c] += matrix[c, 3]
+    return out
 
 
 @dataclass
@@ -134,13 +165,21 @@ def _load_json(path: Path) -> dict:
         raise InputError(path, f"not valid JSON ({err})") from None
 
 
-def read_objects(aggregation_path: str | Path, segs_path: str | Path) -> list[SceneObject]:
-    """Objects from `<scene>.aggregation.json` (segGroups) and `..segs.json` (segIndices per vertex)."""
+def read_objects(aggregation_path: str | Path, segs_path: str | Path, *, n_vertices: int) -> list[SceneObject]:
+    """Objects from `<scene>.aggregation.json` (segGroups) and `..segs.json` (segIndices per vertex of the mesh of
+    `n_vertices` vertices; a segs file of another mesh is an InputError naming it)."""
     aggregation_path, segs_path = Path(aggregation_path), Path(segs_path)
-    seg_indices = _load_json(segs_path).get("segIndices")
+    segs = _load_json(segs_path)
+    seg_indices = segs.get("segIndices") if isinstance(segs, dict) else None
     if not isinstance(seg_indices, list):
         raise InputError(segs_path, "missing 'segIndices' list")
-    seg_of_vertex = np.asarray(seg_indices, dtype=np.int64)
+    if len(seg_indices) != n_vertices:
+        raise InputError(segs_path, f"segIndices has {len(seg_indices)} entries but the mesh has {n_vertices} "
+                                    "vertices (a segs file of another scene?)")
+    try:
+        seg_of_vertex = np.asarray(seg_indices, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(segs_path, "segIndices must be integers") from None
     groups = _load_json(aggregation_path).get("segGroups")
     if not isinstance(groups, list):
         raise InputError(aggregation_path, "missing 'segGroups' list")

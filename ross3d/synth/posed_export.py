@@ -2,7 +2,7 @@
 `ross3d prep scannet --source posed-images` path is testable without the real downloads:
 
 - `OUT/posed_images/<scene>/`: every stride-th frame of the `.sens` as the original export writes it
-  (data-and-eval-reference B.3): `<idx5>.jpg` colour **re-encoded** (PIL, quality 75 as imageio's default),
+  (docs/original-data.md B.3): `<idx5>.jpg` colour **re-encoded** (PIL, quality 75 as imageio's default),
   `<idx5>.png` 16-bit depth in mm, `<idx5>.txt` the raw camera-to-world pose as 4 lines of `%f` values (`-inf`
   for invalid poses), `intrinsic.txt` and `depth_intrinsic.txt`;
 - `OUT/embodiedscan/embodiedscan_infos.pkl`: `{"metainfo": ..., "data_list": [...]}` with one item per scene
@@ -87,7 +87,7 @@ def _export_frames(sens_path: Path, scene_dir: Path, stride: int, axis: np.ndarr
             if frame.valid:
                 world = geometry.unproject(frame.depth, hdr.intrinsic_depth.astype(np.float64),
                                            axis @ frame.pose.astype(np.float64), hdr.depth_shift)
-                voxels[frame.index] = mesh_voxels.ids(world[frame.depth > 0])
+                voxels[frame.index] = mesh_voxels.ids(world.reshape(-1, 3))  # zero depth included, as the original
     return hdr, images, voxels
 
 
@@ -114,7 +114,7 @@ def _gt_boxes(scans_dir: Path, scene_id: str, vertices: np.ndarray) -> list[list
     paths = scan_paths(scans_dir, scene_id)
     if not paths.aggregation.is_file():
         return None
-    objects = read_objects(paths.aggregation, paths.segs)
+    objects = read_objects(paths.aggregation, paths.segs, n_vertices=len(vertices))
     if [o.object_id for o in objects] != list(range(len(objects))) or any(
             len(o.vertex_indices) == 0 for o in objects):
         return None

@@ -24,6 +24,12 @@ class DataConfig:
     strategy: Literal["uniform", "max-coverage"] = "uniform"
     spatial_instruction: bool = False  # the original's optional sentence before the first question
     grouping: Literal["task", "shuffle"] = "task"  # task: every optimizer step holds one task group (original)
+    # random: samples in a seeded random order within the grouping (original); scene_local: in runs of one scene,
+    # so a loader worker reads a scene block once per run (docs/scene-local.md; the plan then also depends on
+    # num_workers: resume with the same value)
+    order: Literal["random", "scene_local"] = "random"
+    run_length: int = 8  # scene_local: consecutive samples of one scene in a loader worker
+    scene_buffer: int = 2  # scene_local: scenes open at once per task group (their runs interleave)
     num_workers: int = 2
     prefetch_factor: int = 2
     pin_memory: bool = True  # only takes effect on GPU
@@ -63,6 +69,8 @@ class TrainConfig:
     max_steps: int = 0  # > 0: stop after this many optimizer steps (the schedule spans them)
     zero_stage: Literal[2, 3] = 2
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # a DeepSpeed JSON merged into the computed config (offload, stage-3 knobs); keys the loop sets must agree
+    deepspeed_config: str | None = None
     save_every: int = 0  # optimizer steps between resumable checkpoints; 0: only at the end
     keep_checkpoints: int = 2
     log_every: int = 1
@@ -81,6 +89,7 @@ class TrainConfig:
                     "log_every": self.log_every, "keep_checkpoints": self.keep_checkpoints,
                     "visualize_steps": self.visualize_steps,
                     "data.prefetch_factor": self.data.prefetch_factor, "data.scene_cache": self.data.scene_cache,
+                    "data.run_length": self.data.run_length, "data.scene_buffer": self.data.scene_buffer,
                     "model.tokenizer_vocab": self.model.tokenizer_vocab}
         for key, value in positive.items():
             if value < 1:

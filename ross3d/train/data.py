@@ -8,6 +8,8 @@ prefetch work on whole micro-batches and a scene block read once serves every sa
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from ross3d.chat import ChatEncoder
-from ross3d.errors import InputError
+from ross3d.errors import InputError, Ross3DError
 from ross3d.train.config import DataConfig
 from ross3d.train.sampler import rank_micro_batches
 
@@ -54,14 +56,44 @@ def load_text_samples(config: DataConfig, encoder: ChatEncoder) -> list[TextSamp
     return out
 
 
-class SceneCache:
-    """The last `size` scene blocks read from the cache (LRU); one read per scene while its samples follow."""
+def check_cache(config: DataConfig, samples: Sequence[TextSample]) -> None:
+    """Before step 1: the cache is complete, was built from `config.prep_dir`, and holds every sample's scene."""
+    from pathlib import Path
 
-    def __init__(self, cache_dir: str, strategy: str, size: int):
+    from ross3d.cache.reader import CacheReader
+
+    reader = CacheReader(config.cache_dir)
+    reader.check_provenance(config.prep_dir)
+    missing = reader.missing({s.scene_id for s in samples}, config.strategy)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(Path(config.cache_dir), f"{len(missing)} scenes of the {config.split!r} samples are not "
+                                                 f"cached with strategy {config.strategy!r}: {shown}")
+
+
+class SceneCache:
+    """The last `size` scene blocks read from the cache (LRU); one read per scene while its samples follow. The
+    first read of each scene in the run, by whichever process, checks its checksums and finite values
+    (CacheReader `check`; the flags live in shared memory the forked loader workers inherit)."""
+
+    def __init__(self, cache_dir: str, strategy: str, size: int, scene_ids: Sequence[str] = ()):
         self.cache_dir, self.strategy, self.size = cache_dir, strategy, size
         self._reader = None
         self._scenes: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        # one flag per scene in memory shared with the forked loader workers: a scene is checked once per run
+        self._slot = {sid: i for i, sid in enumerate(sorted(set(scene_ids)))}
+        self._checked = multiprocessing.RawArray(ctypes.c_bool, max(1, len(self._slot)))
+        self._seen: set[str] = set()  # scenes not announced in `scene_ids`: checked once per process
         self.reads = 0
+
+    def _first_read(self, scene_id: str) -> bool:
+        slot = self._slot.get(scene_id)
+        first = scene_id not in self._seen if slot is None else not self._checked[slot]
+        if slot is None:
+            self._seen.add(scene_id)
+        else:
+            self._checked[slot] = True
+        return first
 
     def get(self, scene_id: str) -> dict[str, np.ndarray]:
         if scene_id in self._scenes:
@@ -71,7 +103,8 @@ class SceneCache:
             from ross3d.cache.reader import CacheReader
 
             self._reader = CacheReader(self.cache_dir)
-        arrays = self._reader.load_scene(scene_id, self.strategy, bf16_bits=True)
+        # a scene's first read in the run is checked (checksums, finite values), later reads are not
+        arrays = self._reader.load_scene(scene_id, self.strategy, bf16_bits=True, check=self._first_read(scene_id))
         self.reads += 1
         self._scenes[scene_id] = arrays
         if len(self._scenes) > self.size:
@@ -129,11 +162,17 @@ class MicroBatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: list[TextSample], config: DataConfig, pad_id: int):
         self.samples, self.pad_id = samples, pad_id
-        self.scenes = SceneCache(config.cache_dir, config.strategy, config.scene_cache)
+        self.scenes = SceneCache(config.cache_dir, config.strategy, config.scene_cache,
+                                 [s.scene_id for s in samples])
 
-    def __getitem__(self, indices) -> dict:
+    def __getitem__(self, indices) -> dict | Ross3DError:
+        """The collated batch; a bad cached scene is returned as its error (a worker's raise would reach the
+        training process as a traceback, not as the one-line error `micro_batches` raises)."""
         picked = [self.samples[int(i)] for i in indices]
-        return collate(picked, [self.scenes.get(s.scene_id) for s in picked], self.pad_id)
+        try:
+            return collate(picked, [self.scenes.get(s.scene_id) for s in picked], self.pad_id)
+        except Ross3DError as err:
+            return err
 
 
 def remaining_steps(plan: Callable[[int], np.ndarray], start: int, total: int) -> list[tuple[int, np.ndarray]]:
@@ -159,4 +198,7 @@ def micro_batches(dataset: MicroBatchDataset, order: list, config: DataConfig, o
         dataset, sampler=order, batch_size=None, num_workers=workers, pin_memory=on_gpu and config.pin_memory,
         prefetch_factor=config.prefetch_factor if workers else None, persistent_workers=False,
         multiprocessing_context="fork" if workers else None)
-    return iter(loader)
+    for batch in loader:
+        if isinstance(batch, Ross3DError):
+            raise batch
+        yield batch

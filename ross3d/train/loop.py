@@ -5,11 +5,18 @@ Every optimizer step runs `grad_accum` micro-batches on each rank. The model's r
 diffusion timesteps and noise, posterior samples) come from a generator seeded by (seed, rank, step, micro-step),
 and the data order is a pure function of (seed, epoch), so a resumed run continues the loss trajectory exactly.
 The masking schedule reads the optimizer step, not the micro-step.
+
+Rank 0 holds the run folder's lock for the whole run; a fresh run refuses a folder with a previous run's outputs
+(unless `overwrite`), a resumed run refuses a config that differs from its checkpoint's (ross3d.train.run_folder),
+and a non-finite loss or gradient norm stops the run before that step is saved, so the latest checkpoint is good.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -20,7 +27,7 @@ import numpy as np
 import torch
 
 from ross3d.config_tree import to_dict
-from ross3d.errors import ConfigError
+from ross3d.errors import ConfigError, InputError, TrainingError
 from ross3d.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -35,11 +42,39 @@ class TrainResult:
     export_dir: Path
 
 
-def train(config: TrainConfig, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
-    """Run (or resume) a training run as described by `config`; every rank calls this."""
+def train(config: TrainConfig, resume: bool = False, on_record: Callable[[dict], None] | None = None,
+          overwrite: bool = False, allow_changes: tuple[str, ...] = ()) -> TrainResult:
+    """Run (or resume) a training run as described by `config`; every rank calls this. `overwrite` replaces a
+    previous run in the folder; `allow_changes` names config keys a resumed run may change."""
+    from ross3d.locking import exclusive_lock
     from ross3d.train.engine import init_distributed
 
-    return _run(config, init_distributed(), resume, on_record)
+    dist = init_distributed()
+    out = Path(config.output_dir)
+    with exclusive_lock(out, "training run") if dist.is_main else contextlib.nullcontext():
+        _claim_folder(config, dist, resume, overwrite, allow_changes)
+        return _run(config, dist, resume, on_record)
+
+
+def _claim_folder(config: TrainConfig, dist, resume: bool, overwrite: bool, allow_changes) -> None:
+    from ross3d.train.checkpoint import Checkpointer
+    from ross3d.train.run_folder import check_resume_config, claim_fresh
+
+    out = Path(config.output_dir)
+    if resume:
+        checkpoints = Checkpointer(out, 0, 1, dist.rank, {})
+        tag = checkpoints.latest()
+        if tag is None:
+            raise InputError(checkpoints.root, "no checkpoint to resume from (run without --resume)")
+        saved = checkpoints.root / tag / "config.json"
+        try:
+            check_resume_config(json.loads(saved.read_text()), to_dict(config), allow_changes, saved)
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(saved, f"cannot read the checkpoint's config ({err})") from None
+    elif dist.is_main:
+        claim_fresh(out, overwrite)
+    if dist.world_size > 1:
+        torch.distributed.barrier()
 
 
 def _seed_everything(seed: int) -> None:
@@ -57,11 +92,11 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
 
     from ross3d.chat import ChatEncoder
     from ross3d.train.checkpoint import Checkpointer, export_model
-    from ross3d.train.data import (MicroBatchDataset, load_text_samples, micro_batch_order, micro_batches,
-                                   remaining_steps)
-    from ross3d.train.engine import build_engine
+    from ross3d.train.data import (MicroBatchDataset, check_cache, load_text_samples, micro_batch_order,
+                                   micro_batches, remaining_steps)
+    from ross3d.train.engine import build_engine, deepspeed_config
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
-    from ross3d.train.sampler import plan_epoch
+    from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
     # ---- setup: run dir, model, data
     out = Path(config.output_dir)
@@ -69,20 +104,28 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     resolved = to_dict(config)
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    ds_config, ds_changes = deepspeed_config(config, dist.world_size)  # a conflicting user file fails here, early
+    if dist.is_main:
+        for change in ds_changes:
+            log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     model, tokenizer = _model(config, out, dist, resume)
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
+    check_cache(config.data, samples)
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size
+    scene_order = None if config.data.order != "scene_local" else SceneOrder(
+        [s.scene_id for s in samples], config.data.run_length, config.data.scene_buffer,
+        Lanes(dist.world_size, config.micro_batch, config.data.num_workers))
 
     def plan(epoch: int) -> np.ndarray:
-        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping)
+        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping, scene_order)
 
     steps_per_epoch = len(plan(0))
     if steps_per_epoch == 0:
         raise ConfigError(f"micro_batch: {len(samples)} samples do not fill one global batch of {global_batch} "
                           f"(micro_batch x grad_accum x world size) in any task group")
     total = config.max_steps or steps_per_epoch * config.epochs
-    engine = build_engine(model, config, dist.world_size, total)
+    engine = build_engine(model, config, ds_config, total)
     dataset = MicroBatchDataset(samples, config.data, tokenizer.pad_token_id)
     checkpointer = Checkpointer(out, config.save_every, config.keep_checkpoints, dist.rank, resolved)
     step = 0
@@ -115,10 +158,12 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
             sums += torch.stack([result[k].detach().float() for k in LOSS_KEYS])
         step += 1
         means = _rank_mean(sums / config.grad_accum, dist.world_size)
+        norm = _grad_norm(engine)
+        _stop_if_not_finite(step, means[0], norm, lr, checkpointer.latest())
         seconds = time.perf_counter() - start
         losses.append(means[0])
         if metrics.should_log(step, total):
-            metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, "grad_norm": _grad_norm(engine),
+            metrics.log({"step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, "grad_norm": norm,
                          "samples_per_s": global_batch / seconds, "data_wait_fraction": wait / seconds,
                          "epoch": epoch, "task": "+".join(sorted({tasks[i] for i in indices}))})
         if preview is not None:
@@ -162,6 +207,15 @@ def _rank_mean(values: torch.Tensor, world_size: int) -> list[float]:
         torch.distributed.all_reduce(values)
         values = values / world_size
     return values.tolist()
+
+
+def _stop_if_not_finite(step: int, loss: float, norm: float | None, lr: float, last_good: str | None) -> None:
+    """A NaN/inf loss or gradient norm ends the run before the step is saved (the latest checkpoint stays good)."""
+    bad = [f"{name} {value}" for name, value in (("loss", loss), ("gradient norm", norm))
+           if value is not None and not math.isfinite(value)]
+    if bad:
+        kept = f"checkpoints/{last_good} is the last good checkpoint" if last_good else "no checkpoint was saved"
+        raise TrainingError(f"step {step}: non-finite {' and '.join(bad)} (lr {lr:.3g}); training stopped, {kept}")
 
 
 def _grad_norm(engine) -> float | None:

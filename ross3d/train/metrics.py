@@ -1,4 +1,4 @@
-"""Training metrics: the per-optimizer-step record (OUTPUT_DIR/log.jsonl, DESIGN.md stage 3), TensorBoard and
+"""Training metrics: the per-optimizer-step record (OUTPUT_DIR/log.jsonl, README.md, Stage 3), TensorBoard and
 optional wandb, a callback for the console line, and the loss-curve PNG at the end. Only rank 0 writes.
 
 Steps alternate between task groups, and a loss component is 0 on the steps where it does not run (no masked view,
@@ -15,6 +15,15 @@ from pathlib import Path
 
 LOSS_KEYS = ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss")
 EMA_DECAY = 0.9
+WANDB_RUN = "wandb_run.json"  # the run id, so that a resumed run continues the same W&B run
+
+
+def wandb_resume(output_dir: Path, resuming: bool) -> dict:
+    """wandb.init arguments that continue the run folder's W&B run when resuming (none for a fresh run)."""
+    path = Path(output_dir) / WANDB_RUN
+    if not resuming or not path.exists():
+        return {}
+    return {"id": json.loads(path.read_text())["id"], "resume": "must"}
 
 
 class Ema:
@@ -59,7 +68,9 @@ class MetricsLogger:
         if wandb_project:
             import wandb
 
-            self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.output_dir))
+            self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.output_dir),
+                                     **wandb_resume(self.output_dir, resume_step is not None))
+            (self.output_dir / WANDB_RUN).write_text(json.dumps({"id": self._wandb.id}))
 
     def should_log(self, step: int, last_step: int) -> bool:
         return step % self.every == 0 or step == last_step

@@ -1,10 +1,14 @@
 """Model and tokenizer for a run: from a ross3d model folder (`model.init`) or fresh from a size preset, with the
-sizes the cache dictates (frames, feature width, BEV latent grid, VAE shift/scale). The original freezes only the
-vision tower and the VAE (model-reference 8.1), which are not part of this model, so every parameter trains:
-projector, LLM, denoiser, grounding heads, image_newline and mask_token.
+sizes the cache dictates. Sizes that are data choices, not weight shapes (frames per sample, SigLIP patch grid, VAE
+shift/scale), follow the cache, also for a checkpoint converted with another preset's frame count
+(`fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
+must match it. The original freezes only the vision tower and the VAE, which are not part of
+this model, so every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and mask_token.
 
-A fresh run trains a local BPE tokenizer on the samples' texts and adds `<ground>`/`<coord>`; the tokenizer is
-saved into the run directory, so a resumed run and the export use exactly the same ids.
+`<ground>`/`<coord>` are added when the tokenizer lacks them (a converted LLaVA-Video folder that predates them, a
+fresh tokenizer), with their rows at the mean of the existing rows as the original's training script; the
+export keeps them in its tokenizer and config. A fresh run trains a local BPE tokenizer on the samples' texts; it
+is saved into the run directory, so a resumed run and the export use exactly the same ids.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from ross3d.errors import ConfigError, InputError
 from ross3d.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+# Ross3DConfig fields the cache fixes that are no weight shape: a model follows the cache in these
+FOLLOW_CACHE = ("n_frames", "patch_grid", "latent_shift", "latent_scale")
+
 
 def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
     """Model config fields fixed by the cache: frames per sample, SigLIP width, BEV latent grid, VAE factors."""
@@ -33,9 +41,22 @@ def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
     arrays = reader.load_scene(scenes[0], strategy)
     n_frames, n_patches, width = arrays["frames/vision"].shape
     channels, _, bev_grid = arrays["bev/vae_mean"].shape
+    if bev_grid != 2 * arrays["bev/valid27"].shape[0]:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27
+        raise InputError(Path(cache_dir) / "cache.zarr" / scenes[0], f"BEV latent {bev_grid}x{bev_grid} does not "
+                         f"group to the {arrays['bev/valid27'].shape[0]}x{arrays['bev/valid27'].shape[0]} BEV "
+                         f"grid: training needs BEV renders of 432 px (prep scannet --bev-size 432)")
     return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
             "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
             "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
+
+
+def fit_to_cache(model_config, sizes: dict, source: str):
+    """`model_config` with the cache's data-choice sizes (FOLLOW_CACHE); a weight shape that differs is an error."""
+    wrong = {k: (getattr(model_config, k), v) for k, v in sizes.items()
+             if k not in FOLLOW_CACHE and getattr(model_config, k) != v}
+    if wrong:
+        raise ConfigError(f"{source} does not fit the cache (model, cache): {wrong}")
+    return model_config.replace(**{k: sizes[k] for k in FOLLOW_CACHE})
 
 
 def _training_texts(config: TrainConfig) -> list[str]:
@@ -71,42 +92,42 @@ def _extra(model_config, config: TrainConfig) -> dict:
 def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, reuse_tokenizer: bool = False):
     """(model, tokenizer) for the run; a fresh tokenizer is written to tokenizer_dir (by the main rank), or read
     from it with `reuse_tokenizer` (resume)."""
-    from transformers import PreTrainedTokenizerFast
-
     from ross3d.model.config import preset
     from ross3d.model.ross3d import Ross3D
-    from ross3d.model.tokens import add_tokens
+    from ross3d.model.tokenizer import build_tokenizer, load_tokenizer
+    from ross3d.model.tokens import ADDED_TOKENS, add_model_tokens
+    from ross3d.train.engine import use_bf16
 
     sizes = cache_sizes(config.data.cache_dir, config.data.strategy)
     options = {"mask_ratio": config.model.mask_ratio, "mask_schedule": config.model.mask_schedule}
     if config.model.init:
         from ross3d.model.checkpoint import load_model
 
-        model, report = load_model(config.model.init)
+        # bf16 runs keep the stored dtypes (DeepSpeed casts); fp32 runs need one dtype (a release is bf16, the
+        # parts it lacks are fp32)
+        model, report = load_model(config.model.init, dtype=None if use_bf16(config) else torch.float32)
         log.info("model from %s: %s", config.model.init, report.summary())
-        wrong = {k: (getattr(model.config, k), v) for k, v in sizes.items()
-                 if k not in ("latent_shift", "latent_scale") and getattr(model.config, k) != v}
-        if wrong:
-            raise ConfigError(f"model.init: {config.model.init} does not fit the cache (model, cache): {wrong}")
-        model.config = model.config.replace(**options, latent_shift=sizes["latent_shift"],
-                                            latent_scale=sizes["latent_scale"], extra=_extra(model.config, config))
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(config.model.init)
+        fitted = fit_to_cache(model.config, sizes, f"model.init: {config.model.init}")
+        model.config = fitted.replace(**options, extra=_extra(model.config, config))
+        tokenizer = load_tokenizer(config.model.init)
+        missing = [tok for tok in ADDED_TOKENS if tok not in tokenizer.get_vocab()]
+        ids = add_model_tokens(model, tokenizer)
+        if missing and is_main:
+            log.info("model.init has no %s: added as ids %s, mean-initialised", " ".join(missing),
+                     [ids[tok] for tok in missing])
         return model, tokenizer
     torch.manual_seed(config.seed)
     if reuse_tokenizer:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+        tokenizer = load_tokenizer(tokenizer_dir)
     else:
-        from ross3d.model.tokenizer import build_tokenizer
-
         tokenizer = build_tokenizer(_training_texts(config), config.model.tokenizer_vocab)
     model_config = preset(config.model.preset, **{**_preset_overrides(config.model.overrides), **sizes, **options})
     if len(tokenizer) + 2 > model_config.vocab_size:
         raise ConfigError(f"model.tokenizer_vocab: {len(tokenizer)} + 2 added tokens exceed the "
                           f"{model_config.vocab_size}-row vocabulary of preset {config.model.preset!r}")
     model = Ross3D(model_config)
-    ids = add_tokens(tokenizer, model.llm)
-    model.config = model.config.replace(ground_token_id=ids["<ground>"], coord_token_id=ids["<coord>"],
-                                        extra=_extra(model.config, config))
+    add_model_tokens(model, tokenizer)
+    model.config = model.config.replace(extra=_extra(model.config, config))
     if is_main:
         tokenizer.save_pretrained(str(tokenizer_dir))
     return model, tokenizer

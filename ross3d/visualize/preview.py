@@ -2,7 +2,7 @@
 written next to log.jsonl as `reconstruction_step_<n>.png` with its numbers in `reconstruction_step_<n>.json`.
 
 Every rank runs the LMM forward and the denoiser sampling together (ZeRO-3 gathers parameters in lockstep,
-platform-notes); only the main rank holds the VAE, decodes and writes, so the other ranks lose no more than the
+docs/platform.md, the ZeRO-3 lockstep rule); only the main rank holds the VAE, decodes and writes, so the other ranks lose no more than the
 reconstruction itself. The sample, its view mask and the sampling noise are fixed, so pictures compare over steps.
 """
 

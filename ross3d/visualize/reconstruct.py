@@ -78,18 +78,19 @@ def view_mask_for(config: Ross3DConfig, views: list[int] | None, seed: int, devi
 
 
 def sample_with_baseline(model, cond: torch.Tensor, kind: str, steps: int = 50, sampler: str = "ddim",
-                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples for pooled conditions (N, Q, d) and for zeros in their place, from the same noise and randomness."""
+                         seed: int = 0, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples for pooled conditions (N, Q, d) and for zeros in their place, from the same noise and randomness
+    (x0 clamped to [-1, 1] at every step when `clip`, as the original)."""
     def draw(c):
         generator = torch.Generator(c.device).manual_seed(seed)
-        return model.sample(c, kind, steps, sampler, generator)
+        return model.sample(c, kind, steps, sampler, generator, clip)
 
     return draw(cond), draw(torch.zeros_like(cond))
 
 
 @torch.no_grad()
 def reconstruct(model, batch: dict, view_mask: torch.Tensor, steps: int = 50, sampler: str = "ddim",
-                seed: int = 0) -> list[Reconstruction]:
+                seed: int = 0, clip: bool = True) -> list[Reconstruction]:
     """Masked views (in frame order) then the BEV of a one-sample batch, with targets and baselines.
 
     Every rank of a ZeRO-3 run must call this together with the same batch (the model's forward and the denoiser
@@ -105,10 +106,10 @@ def reconstruct(model, batch: dict, view_mask: torch.Tensor, steps: int = 50, sa
         out = []
         if views:
             rows = cond["view"].expand(len(views), -1, -1)
-            sample, baseline = sample_with_baseline(model, rows, "view", steps, sampler, seed)
+            sample, baseline = sample_with_baseline(model, rows, "view", steps, sampler, seed, clip)
             targets = mean_targets(config, batch["view_mean"][0, views], config.pool_grid)
             out += [Reconstruction("view", v, targets[i], sample[i], baseline[i]) for i, v in enumerate(views)]
-        sample, baseline = sample_with_baseline(model, cond["bev"], "bev", steps, sampler, seed + 1)
+        sample, baseline = sample_with_baseline(model, cond["bev"], "bev", steps, sampler, seed + 1, clip)
         target = mean_targets(config, batch["bev_mean"], config.bev_grid)[0]
         out.append(Reconstruction("bev", None, target, sample[0], baseline[0], batch["bev_valid"][0].bool()))
         return out

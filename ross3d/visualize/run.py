@@ -96,14 +96,15 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
                          sample_id: str | None = None, out_png: str | Path | None = None,
                          vae_dir: str | Path | None = None, mask_views: list[int] | None = None, steps: int = 50,
                          sampler: str = "ddim", seed: int = 0, strategy: str = "uniform",
-                         spatial_instruction: bool = False, device: str | None = None) -> dict:
-    """Reconstruct one sample of a model folder; write the picture when out_png is given. Returns the report:
-    scene, sample, step, masked views, settings, per-reconstruction metrics and the picture's path."""
-    from transformers import PreTrainedTokenizerFast
-
+                         spatial_instruction: bool = False, device: str | None = None, clip: bool = True) -> dict:
+    """Reconstruct one sample of a model folder; write the picture when out_png is given (`clip=False`: sample
+    without the original's x0 clamping). Returns the report: scene, sample, step, masked views, settings,
+    per-reconstruction metrics and the picture's path."""
     from ross3d.cache.encoders import resolve_device
     from ross3d.model.checkpoint import load_model
     from ross3d.model.diffusion import SAMPLERS
+    from ross3d.model.tokenizer import load_tokenizer
+    from ross3d.train.model_setup import cache_sizes, fit_to_cache
     from ross3d.visualize.reconstruct import reconstruct, view_mask_for
     from ross3d.visualize.vae import check_vae, load_vae
 
@@ -117,18 +118,19 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     if vae_dir is not None:  # refuse a wrong VAE before the model is loaded
         check_vae(vae_dir, cache_dir)
     dev = resolve_device(device)
-    model, _ = load_model(checkpoint, dtype=torch.bfloat16 if dev.type == "cuda" else None)
+    model, _ = load_model(checkpoint, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    model.config = fit_to_cache(model.config, cache_sizes(cache_dir, strategy), str(checkpoint))
     model.to(dev)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(checkpoint))
+    tokenizer = load_tokenizer(checkpoint)
     row = pick_sample(samples_path, scene_id, sample_id)
     batch = move(sample_batch(row, samples_path, cache_dir, strategy, tokenizer, model.config.image_token_id,
                               spatial_instruction), dev)
     view_mask = view_mask_for(model.config, mask_views, seed, dev)
-    recs = reconstruct(model, batch, view_mask, steps, sampler, seed)
+    recs = reconstruct(model, batch, view_mask, steps, sampler, seed, clip)
     step = checkpoint_step(checkpoint)
     report = {"scene_id": row.scene_id, "sample_id": row.sample_id, "step": step,
               "masked_views": view_mask[0].nonzero().flatten().tolist(), "steps": steps, "sampler": sampler,
-              "seed": seed, "reconstructions": metrics_table(recs), "picture": None}
+              "clip": clip, "seed": seed, "reconstructions": metrics_table(recs), "picture": None}
     if out_png is not None:
         vae = load_vae(vae_dir, dev)
         report["picture"] = str(render(model.config, recs, vae, out_png, title_of(row.scene_id, row.sample_id, step)))

@@ -1,5 +1,6 @@
 """Native release files: locating split files in a benchmark folder, loading JSON with one-line errors, and
-typed field access that turns malformed records into RecordError (counted by the caller)."""
+typed field access that turns malformed records into RecordError (counted by the caller): object ids must fit the
+int32 columns, texts are capped at MAX_TEXT characters, and a sample id seen before is a duplicate record."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 from ross3d.errors import InputError
 from ross3d.prep.qa.report import QaReport, RecordError
 from ross3d.prep.qa.schema import Sample
+
+MAX_TEXT = 10_000  # characters of one question, answer or description (the benchmarks' longest are ~1,000)
+INT32 = (-(2 ** 31), 2 ** 31 - 1)
+INT32_FIELDS = ("object_id", "object_ids")  # stored in int32 columns (question ids are not: SQA3D's exceed 2**31)
 
 
 def find_file(root: Path, name: str, subdirs: Iterable[str] = ()) -> Path | None:
@@ -28,6 +33,8 @@ def load_json(path: Path) -> object:
         raise InputError(path, f"cannot read: {err.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(path, f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply") from None
 
 
 def load_list(path: Path, key: str | None = None) -> list:
@@ -51,22 +58,34 @@ def get(record: object, name: str, kind: type | tuple[type, ...]) -> object:
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, kind):
         raise RecordError(f"field '{name}' has the wrong type")
+    _check_value(name, value)
     return value
+
+
+def _check_value(name: str, value: object) -> None:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise RecordError(f"field '{name}' is longer than {MAX_TEXT} characters")
+    if name in INT32_FIELDS and isinstance(value, int) and not INT32[0] <= value <= INT32[1]:
+        raise RecordError(f"field '{name}' is out of the int32 range")
 
 
 def get_int(record: object, name: str) -> int:
     """An integer field that may be written as a string ("3" in ScanRefer)."""
     value = get(record, name, (int, str))
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise RecordError(f"field '{name}' is not an integer") from None
+    _check_value(name, number)
+    return number
 
 
 def get_list(record: object, name: str, item: type, allow_empty: bool = True) -> list:
     value = get(record, name, list)
     if any(isinstance(v, bool) or not isinstance(v, item) for v in value):
         raise RecordError(f"field '{name}' holds a wrong-typed item")
+    for v in value:
+        _check_value(name, v)
     if not value and not allow_empty:
         raise RecordError(f"field '{name}' is empty")
     return value
@@ -85,9 +104,15 @@ def convert_records(records: list, source: str, report: QaReport, id_field: str 
     out: list[Sample] = []
     for index, record in enumerate(records):
         try:
-            out.extend(make(index, record))
+            made = make(index, record)
+            ids = [s.sample_id for s in made if isinstance(s, Sample)]  # (ScanRefer makes rows keyed by index)
+            if any(i in report.sample_ids for i in ids):
+                raise RecordError("duplicate question id")
         except RecordError as err:
             report.add_problem(source, str(err), record_id(record, id_field, index))
+            continue
+        report.sample_ids.update(ids)
+        out.extend(made)
     return out
 
 

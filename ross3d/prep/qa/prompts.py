@@ -1,4 +1,4 @@
-"""The original prompts (model-reference.md 7.2, data-and-eval-reference.md B.8), exactly, as functions."""
+"""The original prompts (docs/original-model.md 7.2, docs/original-data.md B.8), exactly, as functions."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from ross3d.errors import ConfigError, InputError
 from ross3d.boxes import aabb_iou
 from ross3d.prep.qa.native import load_json
 from ross3d.prep.qa.schema import read_checked_table
+from ross3d.safe_names import check_scene_id
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def read_proposals_json(path: str | Path) -> dict[str, np.ndarray]:
             raise InputError(path, f"boxes of {key!r} are not lists of 6 numbers") from None
         if len(boxes) and arr.shape[0] != len(boxes):
             raise InputError(path, f"boxes of {key!r} are not lists of 6 numbers")
-        out[_scene_key(key)] = arr
+        out[check_scene_id(_scene_key(key), path)] = arr
     return out
 
 
@@ -81,7 +82,7 @@ def read_mask_proposals(mask_dir: str | Path, scans_dir: str | Path) -> dict[str
 
     out = {}
     for path in sorted(Path(mask_dir).glob(f"*{MASK_SUFFIX}")):
-        scene_id = path.name[: -len(MASK_SUFFIX)]
+        scene_id = check_scene_id(path.name[: -len(MASK_SUFFIX)], path)
         try:
             masks = scipy.sparse.load_npz(path)
         except (OSError, ValueError) as err:

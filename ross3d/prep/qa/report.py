@@ -29,6 +29,7 @@ class QaReport:
     unmatched: Counter = field(default_factory=Counter)  # Scan2Cap objects without a proposal (IoU < 0.5), by split
     samples_path: str | None = None
     proposals_path: str | None = None
+    sample_ids: set[str] = field(default_factory=set)  # of the records converted so far (duplicates are problems)
 
     def add_problem(self, source: str, kind: str, record_id: object) -> None:
         entry = self.problems.setdefault((source, kind), ProblemCount())

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from ross3d.errors import InputError
 from ross3d.prep.qa.report import RecordError
+from ross3d.safe_names import RULE, check_scene_id, is_safe_name
 
 OBJECT_COLUMNS = ("scene_id", "object_id", "label", "box")
 
@@ -24,6 +25,8 @@ class SceneIndex:
     failed: set[str] = field(default_factory=set)
 
     def require_scene(self, scene_id: str) -> None:
+        if not is_safe_name(scene_id):
+            raise RecordError(f"scene id is not a safe name ({RULE})")
         if scene_id in self.failed:
             raise RecordError("scene failed in prep scannet")
         if scene_id not in self.scenes:
@@ -52,6 +55,7 @@ def load_scene_index(prep_dir: str | Path) -> SceneIndex:
         table = pq.read_table(scenes_path)
         status = table.column("status").to_pylist() if "status" in table.column_names else None
         for k, sid in enumerate(table.column("scene_id").to_pylist()):
+            check_scene_id(sid, scenes_path)
             (failed if status is not None and status[k] == "failed" else scenes).add(sid)
     boxes: dict[tuple[str, int], np.ndarray] = {}
     if objects_path.is_file():
@@ -64,7 +68,7 @@ def load_scene_index(prep_dir: str | Path) -> SceneIndex:
                                  box_values):
             if box is None or len(box) != 6:
                 raise InputError(objects_path, f"box of {sid}/{oid} is not 6 numbers")
-            boxes[(sid, int(oid))] = np.asarray(box, dtype=np.float32)
+            boxes[(check_scene_id(sid, objects_path), int(oid))] = np.asarray(box, dtype=np.float32)
             if sid not in failed:
                 scenes.add(sid)
     return SceneIndex(scenes, boxes, failed)

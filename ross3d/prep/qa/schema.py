@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ross3d.errors import InputError
+from ross3d.safe_names import check_scene_id
 
 TASKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
 
@@ -109,6 +110,7 @@ def read_samples(path: str | Path, tasks: Iterable[str] | None = None,
     splits = None if splits is None else set(splits)
     out = []
     for row in read_samples_table(path).to_pylist():
+        check_scene_id(row["scene_id"], f"{path}: sample {row['sample_id']}")
         if (tasks is not None and row["task"] not in tasks) or (splits is not None and row["split"] not in splits):
             continue
         row["conversations"] = [(turn["from"], turn["value"]) for turn in row["conversations"]]
