@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
+# Threads per stage for torch's CPU ops (OMP_NUM_THREADS, unless already set). The demo's models are tiny: on a
+# shared 2-core machine two threads per op spin waiting for each other, and one VAE-fit step took 2-3 s of CPU
+# against 0.08 s with one thread (docs/demo.md, Threads).
+STAGE_THREADS = "1"
 
 
 def _stages(out: Path) -> list[tuple[str, list[str]]]:
@@ -57,7 +62,8 @@ def run_stage(name: str, args: list[str], capture: Path | None = None) -> float:
     console.rule(f"[bold]{name}")
     console.print(f"$ ross3d {shlex.join(args)}", style="cyan", highlight=False)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE if capture else None, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", STAGE_THREADS)}
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE if capture else None, text=True, env=env)
     seconds = time.perf_counter() - t0
     if capture is not None:
         print(proc.stdout, end="")
