@@ -1,6 +1,7 @@
-"""The demo's summary and its gate (docs/demo.md): DEMO_DIR/summary.json from the stages' outputs, and the list of
+"""The demo's summary and its checks (docs/demo.md): DEMO_DIR/summary.json from the stages' outputs, the list of
 reasons the run does not show the method working (empty when every benchmark is an honest win, the fitted VAE
-round-trips held-out frames at MIN_VAE_PSNR_DB or better, and the reconstructions reach MIN_RECONSTRUCTION_COSINE).
+round-trips held-out frames at MIN_VAE_PSNR_DB or better, and the reconstructions reach MIN_RECONSTRUCTION_COSINE),
+and whether the model learned nothing at all (no headline metric above its baseline).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 
 from ross3d.errors import InputError
+from ross3d.eval.baselines import HEADLINE
 from ross3d.eval.scoring import BENCHMARKS, read_answers
 from ross3d.eval.verdict import verdict
 
@@ -78,3 +80,8 @@ def failures(summary: dict) -> list[str]:
             name = "bev" if r["kind"] == "bev" else f"view {r['view']}"
             problems.append(f"reconstruction {name}: latent cosine {r['cosine']:.2f} < {MIN_RECONSTRUCTION_COSINE}")
     return problems
+
+
+def learned_nothing(summary: dict) -> bool:
+    """Whether no benchmark's headline metric is above its baseline's, honest or not: the pipeline did not learn."""
+    return not any(summary["metrics"][b][HEADLINE[b]] > summary["baseline"][b][HEADLINE[b]] for b in BENCHMARKS)

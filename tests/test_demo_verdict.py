@@ -77,3 +77,15 @@ def test_demo_gate_lists_every_failed_requirement():
     summary["vae_fit"]["heldout_psnr_db"] = 20.0
     summary["reconstruction"][1]["cosine"] = 0.5
     assert failures(summary) == []
+
+
+def test_learned_nothing_only_when_no_headline_metric_beats_its_baseline():
+    from ross3d.demo import learned_nothing
+
+    headline = {"scanqa": "EM", "sqa3d": "EM", "scan2cap": "CIDEr", "scanrefer": "all/Acc@0.25",
+                "multi3drefer": "all/F1@0.25"}
+    baseline = {b: {key: 30.0} for b, key in headline.items()}
+    metrics = {b: {key: 30.0} for b, key in headline.items()}  # ties everywhere: nothing learned
+    assert learned_nothing({"metrics": metrics, "baseline": baseline})
+    metrics["scan2cap"]["CIDEr"] = 30.1  # one headline metric above its baseline, honest or not
+    assert not learned_nothing({"metrics": metrics, "baseline": baseline})
