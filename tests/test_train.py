@@ -593,3 +593,23 @@ def test_sizes_that_are_no_weight_shape_follow_the_cache():
     assert (fitted.n_frames, fitted.latent_shift, fitted.latent_scale) == (4, 0.0, 0.5)
     with pytest.raises(ConfigError, match=r"model.init: x does not fit the cache .*vision_dim"):
         fit_to_cache(preset("7b"), {**sizes, "vision_dim": 32}, "model.init: x")
+
+
+def test_denoiser_lr_gives_the_denoiser_its_own_group():
+    from ross3d.train.config import OptimConfig
+    from ross3d.train.engine import param_groups
+
+    model = torch.nn.Module()
+    model.llm, model.denoiser = torch.nn.Linear(3, 2), torch.nn.Linear(4, 5)  # (6 + 2) and (20 + 5) numbers
+    frozen = torch.nn.Linear(2, 2)
+    frozen.requires_grad_(False)
+    model.frozen = frozen
+
+    def summary(optim):  # {(lr, weight decay): number of parameters}
+        return {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in param_groups(model, optim)}
+
+    assert summary(OptimConfig(lr=1e-3, weight_decay=0.1)) == {(1e-3, 0.1): 6 + 20, (1e-3, 0.0): 2 + 5}
+    assert summary(OptimConfig(lr=1e-3, weight_decay=0.1, denoiser_lr=4e-3)) == {
+        (1e-3, 0.1): 6, (1e-3, 0.0): 2, (4e-3, 0.1): 20, (4e-3, 0.0): 5}
+    with pytest.raises(ConfigError, match="optim.denoiser_lr"):
+        load_train_config(ROOT / "configs/tiny.yaml", ["optim.denoiser_lr=0"])

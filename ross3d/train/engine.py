@@ -184,16 +184,25 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def param_groups(model, optim) -> list[dict]:
+    """AdamW groups: weight decay on matrices only (none on biases and norms); the denoiser's parameters at
+    `optim.denoiser_lr` when set, everything else at `optim.lr`."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        own = optim.denoiser_lr is not None and name.startswith("denoiser.")
+        key = (optim.denoiser_lr if own else optim.lr, optim.weight_decay if param.ndim >= 2 else 0.0)
+        groups.setdefault(key, []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
 def build_engine(model, config: TrainConfig, ds_config: dict, total_steps: int):
-    """deepspeed.initialize with `ds_config`, AdamW (no decay on biases and norms) and the warmup-cosine LambdaLR."""
+    """deepspeed.initialize with `ds_config`, AdamW (`param_groups`) and the warmup-cosine LambdaLR."""
     import deepspeed
 
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = [p for n, p in params if p.ndim < 2]
-    decay = [p for n, p in params if p.ndim >= 2]
-    groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps)
+    optimizer = torch.optim.AdamW(param_groups(model, config.optim), lr=config.optim.lr,
+                                  betas=tuple(config.optim.betas), eps=config.optim.eps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.optim.warmup_ratio))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                            config=ds_config)
