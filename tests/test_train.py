@@ -37,6 +37,13 @@ def _overrides(inputs, out: Path, *extra: str) -> list[str]:
             "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", *extra]
 
 
+def _spoil_records_after(log: Path, step: int) -> None:
+    """Overwrite the loss of every record after `step`, so the records a resumed run must write itself cannot
+    pass as the first run's (a resume that kept the old lines would otherwise compare equal)."""
+    records = read_log(log)
+    log.write_text("".join(json.dumps({**r, "loss": -1.0} if r["step"] > step else r) + "\n" for r in records))
+
+
 @pytest.fixture(scope="module")
 def zero2(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2")
@@ -54,6 +61,7 @@ def resumed(inputs, zero2):
     workers = out.parent / f"{out.name}-workers"
     workers.mkdir()
     (out / "checkpoints" / "latest_step").write_text("step_2")
+    _spoil_records_after(out / "log.jsonl", 2)
     args = ["train", str(ROOT / "configs/tiny.yaml"), "--resume"]
     for item in _overrides(inputs, out):
         args += ["--set", item]
@@ -132,7 +140,7 @@ def test_export_loads_as_a_model(zero2):
 def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
     before, after = zero2["records"], resumed["records"]
     assert [r["step"] for r in after] == [1, 2, 3, 4]
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "lr", "grad_norm", "task"):
             assert a[key] == b[key], (a["step"], key)
 
@@ -148,7 +156,7 @@ def test_zero3_trains_like_zero2(inputs, zero2, tmp_path):
     out = tmp_path / "zero3"
     train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out, "zero_stage=3", "save_every=0",
                                                                    "tensorboard=false")))
-    for a, b in zip(zero2["records"], read_log(out / "log.jsonl")):
+    for a, b in zip(zero2["records"], read_log(out / "log.jsonl"), strict=True):
         assert a["task"] == b["task"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
@@ -342,10 +350,11 @@ def test_scene_local_resume_continues_the_loss_trajectory_exactly(inputs, tmp_pa
     train(config)
     before = read_log(tmp_path / "log.jsonl")
     (tmp_path / "checkpoints" / "latest_step").write_text("step_2")
+    _spoil_records_after(tmp_path / "log.jsonl", 2)
     train(config, resume=True)
     after = read_log(tmp_path / "log.jsonl")
     assert [r["step"] for r in after] == [1, 2, 3, 4]
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "grad_norm", "task"):
             assert a[key] == b[key], (a["step"], key)
     assert all(r["task"] in ("scanqa", "scan2cap", "scanrefer") for r in after)  # one task group per step
