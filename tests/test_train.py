@@ -602,3 +602,25 @@ def test_sizes_that_are_no_weight_shape_follow_the_cache():
     assert (fitted.n_frames, fitted.latent_shift, fitted.latent_scale) == (4, 0.0, 0.5)
     with pytest.raises(ConfigError, match=r"model.init: x does not fit the cache .*vision_dim"):
         fit_to_cache(preset("7b"), {**sizes, "vision_dim": 32}, "model.init: x")
+
+
+def test_max_coverage_training_and_checkpoint_pruning(inputs, tmp_path):
+    """A cache holding only the max-coverage selection trains (a silent fall-back to the uniform frames would find
+    nothing), and checkpoints every step with keep_checkpoints=2 leave exactly the two newest."""
+    from ross3d.cache import tiny
+    from ross3d.cache.run import CacheOptions, cache_latents
+
+    cache = tmp_path / "cache-max-coverage"
+    report = cache_latents(inputs["prep"], cache, inputs["vae"], tiny.save_tiny_siglip(tmp_path / "siglip", seed=0,
+                                                                                        hidden_size=32, num_layers=1),
+                           CacheOptions(strategies=("max-coverage",), device="cpu", batch_size=8, workers=1))
+    assert not report.failed
+    out = tmp_path / "run"
+    overrides = _overrides(inputs, out, "data.strategy=max-coverage", "save_every=1", "keep_checkpoints=2",
+                           "tensorboard=false")
+    overrides[1] = f"data.cache_dir={cache}"
+    train(load_train_config(ROOT / "configs/tiny.yaml", overrides))
+    assert [r["step"] for r in read_log(out / "log.jsonl")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_3", "step_4"]
+    assert (out / "checkpoints" / "final" / "model.safetensors").is_file()
+    assert (out / "checkpoints" / "latest_step").read_text().strip() == "step_4"
