@@ -140,6 +140,19 @@ def test_labelled_fraction_splits_training_scenes_deterministically_and_never_re
     assert {r.task for r in training_rows(config)[0]} == {"scanqa"}
 
 
+def test_a_fresh_tokenizer_learns_only_the_labelled_scenes_texts(tmp_path):
+    from ross3d.train.config import TrainConfig
+    from ross3d.train.model_setup import _training_texts
+
+    rows = [Sample(make_sample_id("scanqa", "train", s), "train", "scanqa", s,
+                   [("human", "<image> what is here?"), ("gpt", f"answer of {s}")], [f"answer of {s}"])
+            for s in TRAIN_SCENES]
+    config = TrainConfig(data=_split_inputs(tmp_path, rows))
+    labelled = training_rows(config.data)[1].labelled
+    assert sorted(_training_texts(config)) == sorted(["  what is here?" for _ in labelled]
+                                                      + [f"answer of {s}" for s in labelled])
+
+
 def test_the_labelled_count_rounds_halves_up():
     assert [len(split_scenes(TRAIN_SCENES, f, 0)[0]) for f in (0.0, 0.04, 0.05, 0.25, 0.35, 1.0)] == [0, 0, 1, 3, 4,
                                                                                                       10]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,22 +46,28 @@ def split_scenes(scene_ids: Iterable[str], fraction: float, seed: int) -> tuple[
     return sorted(picked), [s for s in scenes if s not in picked]
 
 
+def labelled_split(rows: Sequence[Sample], config: DataConfig) -> LabelledSplit | None:
+    """The split of the training scenes among `rows` (the rows of `config.split`); None with `labelled_fraction` 1."""
+    if config.labelled_fraction >= 1:
+        return None
+    labelled, unlabelled = split_scenes((r.scene_id for r in rows if r.task != VISION_ONLY),
+                                        config.labelled_fraction, config.labelled_seed)
+    return LabelledSplit(config.split, config.labelled_fraction, config.labelled_seed,
+                         config.unlabelled_as_vision_only, tuple(labelled), tuple(unlabelled))
+
+
 def training_rows(config: DataConfig) -> tuple[list[Sample], LabelledSplit | None]:
     """The rows of `config.split` and `config.tasks` the run trains on, in file order (the vision-only rows made for
     unlabelled scenes follow, by scene id), and the labelled split (None with `labelled_fraction` 1)."""
     path = Path(config.prep_dir) / "samples.parquet"
     rows = read_samples(path, splits=[config.split])
-    split = None
-    if config.labelled_fraction < 1:
-        labelled, unlabelled = split_scenes((r.scene_id for r in rows if r.task != VISION_ONLY),
-                                            config.labelled_fraction, config.labelled_seed)
-        split = LabelledSplit(config.split, config.labelled_fraction, config.labelled_seed,
-                              config.unlabelled_as_vision_only, tuple(labelled), tuple(unlabelled))
-        keep = set(labelled)
+    split = labelled_split(rows, config)
+    if split is not None:
+        keep = set(split.labelled)
         have_vision_only = {r.scene_id for r in rows if r.task == VISION_ONLY}
         rows = [r for r in rows if r.task == VISION_ONLY or r.scene_id in keep]
         if config.unlabelled_as_vision_only:
-            rows += [vision_only_sample(s) for s in unlabelled if s not in have_vision_only]
+            rows += [vision_only_sample(s) for s in split.unlabelled if s not in have_vision_only]
     rows = [r for r in rows if r.task in config.tasks]
     if not rows:
         raise InputError(path, f"no {config.split!r} samples of tasks {config.tasks}"
