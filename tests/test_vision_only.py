@@ -108,6 +108,26 @@ def test_refused_scenes_are_one_line_errors_and_write_nothing(prep, args, messag
     assert (prep / "samples.parquet").read_bytes() == written
 
 
+def test_prep_qa_keeps_vision_only_rows_but_those_of_scenes_it_holds_out(tmp_path):
+    from qa_helpers import write_json, write_objects
+    from test_prep_qa import SCANQA_TRAIN, SCANQA_VAL
+
+    from ross3d.prep.qa.run import QaSources, prep_qa
+
+    prep = tmp_path / "prep"
+    write_objects(prep)  # scenes scene0000_00 and scene0001_00, no samples yet
+    assert append_vision_only(prep, ["scene0000_00", "scene0001_00"]).added == ["scene0000_00", "scene0001_00"]
+    write_json(tmp_path / "scanqa" / "ScanQA_v1.0_train.json", SCANQA_TRAIN)  # scene0000_00
+    write_json(tmp_path / "scanqa" / "ScanQA_v1.0_val.json", SCANQA_VAL)  # scene0001_00: held out now
+    report = prep_qa(prep, QaSources(scanqa=tmp_path / "scanqa"))
+    rows = read_samples_table(prep / "samples.parquet").to_pylist()
+    assert [(r["task"], r["split"], r["scene_id"]) for r in rows] == [  # ScanQA train: a row per answer (2)
+        ("scanqa", "train", "scene0000_00"), ("scanqa", "train", "scene0000_00"), ("scanqa", "val", "scene0001_00"),
+        ("vision_only", "train", "scene0000_00")]
+    assert report.rows[("vision_only", "train")] == 1
+    assert "1 vision-only rows dropped, their scenes are held out now: scene0001_00" in report.notes
+
+
 # ---- the labelled split
 
 def _split_inputs(tmp_path: Path, rows: list[Sample]) -> DataConfig:

@@ -5,7 +5,8 @@ The rows already in samples.parquet are kept as they are; a scene that has its v
 so a rerun adds nothing. The file is rewritten atomically (ross3d.prep.qa.schema.write_samples) under PREP_DIR's
 lock, and nothing is written when a requested scene is refused: one that is not a prepared scene (scenes.parquet,
 status ok) or a held-out scene, whose samples all lie outside the train split (training on its images would leak
-it into the model evaluated on it). `--all` takes every prepared scene without a sample of its own.
+it into the model evaluated on it). `--all` takes every prepared scene without a sample of its own. A later
+`prep qa` keeps these rows, but those of scenes its samples hold out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ross3d.errors import InputError
 from ross3d.locking import exclusive_lock
 from ross3d.prep.qa.run import SAMPLES_FILE
 from ross3d.prep.qa.scene_index import load_scene_index
-from ross3d.prep.qa.schema import VISION_ONLY, Sample, read_samples, vision_only_sample, write_samples
+from ross3d.prep.qa.schema import (VISION_ONLY, Sample, held_out_scenes, read_samples, vision_only_sample,
+                                   write_samples)
 from ross3d.safe_names import check_scene_id
 
 
@@ -27,12 +29,6 @@ class VisionOnlyReport:
     samples_path: Path
     added: list[str] = field(default_factory=list)  # scenes that got their vision-only row now
     present: list[str] = field(default_factory=list)  # scenes that already had one
-
-
-def held_out_scenes(rows: Sequence[Sample]) -> set[str]:
-    """Scenes whose samples all lie outside the train split."""
-    train = {r.scene_id for r in rows if r.split == "train"}
-    return {r.scene_id for r in rows if r.split != "train"} - train
 
 
 def _check_requested(scenes: Sequence[str], prep_dir: Path, rows: Sequence[Sample], samples_path: Path) -> None:

@@ -68,6 +68,14 @@ def vision_only_sample(scene_id: str) -> Sample:
     return Sample(make_sample_id(VISION_ONLY, "train", scene_id), "train", VISION_ONLY, scene_id, [], [])
 
 
+def held_out_scenes(rows: Iterable[Sample]) -> set[str]:
+    """Scenes whose samples all lie outside the train split (a vision-only row of one would train on it)."""
+    train, other = set(), set()
+    for r in rows:
+        (train if r.split == "train" else other).add(r.scene_id)
+    return other - train
+
+
 def samples_table(samples: Iterable[Sample]) -> pa.Table:
     rows = [
         {
