@@ -85,6 +85,16 @@ def test_prep_vision_only_appends_once_and_keeps_the_rows(prep):
     assert _invoke(prep, "--all").exit_code == 0 and path.read_bytes() == written
 
 
+def test_prep_vision_only_reads_a_scene_list(prep, tmp_path):
+    (tmp_path / "good.txt").write_text("scene0003_00\n\nscene0000_00\n")
+    assert _invoke(prep, "--scene-list", tmp_path / "good.txt").exit_code == 0
+    rows = read_samples_table(prep / "samples.parquet").to_pylist()
+    assert [r["scene_id"] for r in rows if r["task"] == "vision_only"] == ["scene0003_00", "scene0000_00"]
+    (tmp_path / "bad.txt").write_text("scene0003_00\n../etc\n")
+    result = _invoke(prep, "--scene-list", tmp_path / "bad.txt")
+    assert result.exit_code == 1 and f"{tmp_path / 'bad.txt'}: line 2: scene id '../etc'" in result.output
+
+
 def test_prep_vision_only_all_takes_scenes_without_samples(prep):
     result = _invoke(prep, "--all")
     assert result.exit_code == 0, result.output
