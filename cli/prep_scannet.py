@@ -46,18 +46,14 @@ def scannet(
                                               "where segments and aggregation are absent."),
 ) -> None:
     """Frames, selections (uniform, max-coverage), geometry, objects and BEV of ScanNet scans."""
-    from ross3d.errors import ConfigError
     from ross3d.prep.options import PrepOptions
-    from ross3d.prep.run import prep_scannet, read_scene_list
+    from ross3d.prep.run import prep_scannet
     from ross3d.prep.sources import SourceOptions
     from ross3d_cli.console import RichProgress, console, user_errors
+    from ross3d_cli.scene_options import scene_ids
 
     with user_errors():
-        if scenes and scene_list:
-            raise ConfigError("give --scenes or --scene-list, not both")
-        ids = [s.strip() for s in scenes.split(",") if s.strip()] if scenes else None
-        if scene_list:
-            ids = read_scene_list(scene_list)
+        ids = scene_ids(scenes, scene_list)
         sources = SourceOptions(source, _text(posed_images), tuple(map(str, embodiedscan_infos or ())),
                                 _text(bev_images), _text(selection_file), _text(boxes_file))
         options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed,

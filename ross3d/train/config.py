@@ -12,7 +12,7 @@ from typing import Literal
 
 from ross3d.config_tree import load_config
 from ross3d.errors import ConfigError
-from ross3d.prep.qa.schema import TASKS
+from ross3d.prep.qa.schema import TASKS, VISION_ONLY
 
 
 @dataclass
@@ -34,6 +34,11 @@ class DataConfig:
     prefetch_factor: int = 2
     pin_memory: bool = True  # only takes effect on GPU
     scene_cache: int = 4  # scenes kept in memory per loader worker
+    # the semi-supervised protocol (docs/vision-only.md): only a seeded fraction of the training scenes keep their
+    # text samples; with unlabelled_as_vision_only the others become vision-only samples (reconstruction losses)
+    labelled_fraction: float = 1.0
+    labelled_seed: int = 0
+    unlabelled_as_vision_only: bool = False
 
 
 @dataclass
@@ -111,6 +116,10 @@ class TrainConfig:
         bad = [t for t in self.data.tasks if t not in TASKS]
         if bad or not self.data.tasks:
             raise ConfigError(f"data.tasks: {bad or 'empty'} not among {list(TASKS)}")
+        if not 0 <= self.data.labelled_fraction <= 1:
+            raise ConfigError(f"data.labelled_fraction: must lie in [0, 1], got {self.data.labelled_fraction}")
+        if self.data.unlabelled_as_vision_only and VISION_ONLY not in self.data.tasks:
+            raise ConfigError(f"data.unlabelled_as_vision_only: needs {VISION_ONLY!r} in data.tasks")
         return self
 
 

@@ -92,9 +92,10 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
 
     from ross3d.chat import ChatEncoder
     from ross3d.train.checkpoint import Checkpointer, export_model
-    from ross3d.train.data import (MicroBatchDataset, check_cache, load_text_samples, micro_batch_order,
-                                   micro_batches, remaining_steps)
+    from ross3d.train.data import (MicroBatchDataset, check_cache, encode_samples, micro_batch_order, micro_batches,
+                                   remaining_steps)
     from ross3d.train.engine import build_engine, deepspeed_config
+    from ross3d.train.labelled import training_rows, write_split
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
     from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
@@ -109,7 +110,10 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         for change in ds_changes:
             log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     model, tokenizer = _model(config, out, dist, resume)
-    samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
+    rows, labelled_split = training_rows(config.data)
+    if labelled_split is not None and dist.is_main:
+        write_split(out, labelled_split)
+    samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     check_cache(config.data, samples)
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size

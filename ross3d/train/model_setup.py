@@ -60,9 +60,15 @@ def fit_to_cache(model_config, sizes: dict, source: str):
 
 
 def _training_texts(config: TrainConfig) -> list[str]:
+    """The texts of the training split, without the unlabelled scenes' (`data.labelled_fraction`)."""
     from ross3d.prep.qa.schema import read_samples
+    from ross3d.train.labelled import labelled_split
 
     rows = read_samples(Path(config.data.prep_dir) / "samples.parquet", splits=[config.data.split])
+    split = labelled_split(rows, config.data)
+    if split is not None:
+        labelled = set(split.labelled)
+        rows = [r for r in rows if r.scene_id in labelled]
     return [text.replace("<image>", " ") for row in rows for _, text in row.conversations]
 
 
