@@ -27,6 +27,10 @@ def scannet(
     max_coverage_order: str = typer.Option("frame", "--max-coverage-order", help="Order of the max-coverage "
                                            "frames fed to the model: frame (by frame number, as the original's "
                                            "loader) or greedy (pick order)."),
+    fuse_mesh: bool = typer.Option(False, "--fuse-mesh", help="A scene without a mesh gets one fused from its kept "
+                                   "RGB-D frames (TSDF), for max-coverage and the BEV."),
+    fuse_voxel_size: float = typer.Option(0.04, "--fuse-voxel-size", help="TSDF voxel size in metres."),
+    fuse_trunc: float = typer.Option(0.12, "--fuse-trunc", help="TSDF truncation distance in metres."),
     workers: int = typer.Option(1, "--workers", help="Processes of the local pool."),
     executor: Executor = typer.Option(Executor.local, "--executor", help="local process pool or a Ray cluster."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
@@ -62,6 +66,7 @@ def scannet(
                                 _text(bev_images), _text(selection_file), _text(boxes_file))
         options = PrepOptions(frame_stride=frame_stride, num_frames=num_frames, bev_size=bev_size, seed=seed,
                               exclude_zero_depth=exclude_zero_depth, max_coverage_order=max_coverage_order,
+                              fuse_mesh=fuse_mesh, fuse_voxel_size=fuse_voxel_size, fuse_trunc=fuse_trunc,
                               sources=sources)
         with RichProgress() as progress:
             report = prep_scannet(scans_dir, prep_dir, options, scenes=ids, workers=workers, executor=executor.value,

@@ -89,7 +89,7 @@ def _write_outputs(prep_dir: Path, scans_dir: Path, options: PrepOptions, result
         "options": options.to_dict(), "inputs": options.sources.to_dict(),
         "options_fingerprint": options.fingerprint(),
         "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings,
-                                "bev_source": r.bev_source, "warnings": r.warnings,
+                                "mesh_source": r.mesh_source, "bev_source": r.bev_source, "warnings": r.warnings,
                                 "selection_agreement": r.selection_agreement,
                                 "inputs_fingerprint": r.inputs_fingerprint} for r in ordered},
     })

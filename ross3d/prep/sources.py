@@ -236,8 +236,10 @@ class SceneInputs:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) -> SceneInputs:
-    """Axis alignment, aligned mesh and objects of the scene (module docstring for what is optional)."""
+def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions, fuse_mesh: bool = False
+                      ) -> SceneInputs:
+    """Axis alignment, aligned mesh and objects of the scene (module docstring for what is optional). With
+    `fuse_mesh` a missing mesh is no error nor warning, whatever the source: the job fuses one from the frames."""
     from ross3d.scannet.scene import object_boxes, transform_points
 
     paths = scan_paths(scans_dir, scene_id)
@@ -254,7 +256,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         axis, aligned = np.eye(4), False
     warnings = []
     mesh = None
-    if paths.mesh.is_file() or not posed:
+    if paths.mesh.is_file() or not (posed or fuse_mesh):
         raw = read_mesh(paths.mesh)
         mesh = SceneMesh(transform_points(axis, raw.vertices), raw.colors, raw.faces)
     objects = None
@@ -267,7 +269,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         if boxes is None:
             raise InputError(sources.boxes_file, f"no 'scannet/{scene_id}' boxes")
         objects = SceneObjects(list(range(len(boxes))), [""] * len(boxes), [0] * len(boxes), boxes)
-    if mesh is None:
+    if mesh is None and not fuse_mesh:
         missing = [] if sources.selection_file else ["max-coverage selection (give --selection-file)"]
         missing.append("BEV bounds" if sources.bev_images else "BEV (give --bev-images)")
         missing.append("voxel counts (new_voxels 0)")
