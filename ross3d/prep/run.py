@@ -41,7 +41,7 @@ class PrepReport:
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
     """The requested scenes (each a safe name, ross3d.safe_names), or every sub-folder of SCANS_DIR (the
-    posed_images folder with that source) whose name is one, sorted; other folders are skipped with a warning."""
+    posed_images or posed RGB-D folder with those sources) whose name is one, sorted; other folders are skipped with a warning."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:
@@ -103,8 +103,8 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     scans_dir, prep_dir = Path(scans_dir), Path(prep_dir)
     progress = progress or NullProgress()
     options.sources.check_paths()
-    posed = options.sources.source == "posed-images"
-    scene_ids = list_scenes(Path(options.sources.posed_images) if posed else scans_dir, scenes)
+    frames_dir = options.sources.frames_dir
+    scene_ids = list_scenes(Path(frames_dir) if frames_dir else scans_dir, scenes)
     check_executor(executor)
     with exclusive_lock(prep_dir, "prep scannet"):
         return _prep_locked(scans_dir, prep_dir, options, scene_ids, workers, executor, ray_address, resume,
