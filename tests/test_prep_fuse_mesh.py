@@ -1,7 +1,8 @@
 """`prep scannet --fuse-mesh` on the synthetic scenes with their meshes removed, against the prep of the same scans
 with the meshes: the fused BEV lies on the real geometry (world coordinates, tests/bev_compare.py), covers most of
 what the cameras saw, with close colours; max-coverage on the fused mesh covers nearly as many real-mesh voxels as
-max-coverage on the real mesh; the manifest says where mesh and BEV came from."""
+max-coverage on the real mesh; the same holds for the posed_images export of the scans without the scans folder;
+the manifest says where mesh and BEV came from."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from bev_compare import compare
 from ross3d.prep.geometry import MeshVoxels, unproject
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
+from ross3d.prep.sources import SourceOptions
 from ross3d.scannet.scene import read_axis_alignment, read_mesh, scan_paths, transform_points
+from ross3d.synth.posed_export import export_posed_images
 
 SCENES = ["scene0000_00", "scene0001_00"]
 OPTIONS = dict(frame_stride=3, num_frames=8, bev_size=432)  # 20 kept frames, 19 valid
@@ -47,6 +50,21 @@ def test_fused_bev_against_the_real_mesh_bev(preps, scene_id):
     assert m["precision"] >= 0.95, m
     assert m["recall"] >= 0.55, m
     assert m["colour_error"] <= 25, m
+
+
+def test_posed_images_source_without_scans(preps, tmp_path):
+    """The export's JPEGs are re-encoded (quality 75) and its axis alignment comes from the EmbodiedScan pkl."""
+    synth_root, root, _ = preps
+    export_posed_images(synth_root / "scans", tmp_path / "export", stride=3, bev_size=64)
+    (tmp_path / "no_scans").mkdir()
+    sources = SourceOptions(source="posed-images", posed_images=str(tmp_path / "export" / "posed_images"),
+                            embodiedscan_infos=(str(tmp_path / "export" / "embodiedscan" / "embodiedscan_infos.pkl"),))
+    report = prep_scannet(tmp_path / "no_scans", tmp_path / "prep", PrepOptions(**OPTIONS, fuse_mesh=True,
+                                                                              sources=sources))
+    assert report.ok == SCENES, report.failed
+    for scene_id in SCENES:
+        m = compare(*_bev(tmp_path / "prep", scene_id), *_bev(root / "real", scene_id))
+        assert m["precision"] >= 0.95 and m["recall"] >= 0.55 and m["colour_error"] <= 25, m
 
 
 def _real_voxels_covered(synth_root, prep, scene_id, strategy):
