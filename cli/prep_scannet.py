@@ -1,4 +1,5 @@
-"""`ross3d prep scannet`: raw ScanNet scans (or the posed_images export, or posed RGB-D folders) -> PREP_DIR (logic in ross3d.prep.run)."""
+"""`ross3d prep scannet`: raw ScanNet scans (or the posed_images export, or posed RGB-D folders) -> PREP_DIR
+(logic in ross3d.prep.run)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`prep scannet --fuse-mesh` on the synthetic scenes with their meshes removed, against the prep of the same scans
-with the meshes: the fused BEV lies on the real geometry (world coordinates, tests/bev_compare.py), covers most of
+with the meshes: the fused BEV lies on the real geometry (world coordinates, tests/fused_compare.py), covers most of
 what the cameras saw, with close colours; max-coverage on the fused mesh covers nearly as many real-mesh voxels as
 max-coverage on the real mesh; the same holds for the posed_images export of the scans without the scans folder;
 the manifest says where mesh and BEV came from."""
@@ -9,17 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import zarr
 
-from bev_compare import compare
-from ross3d.prep.geometry import MeshVoxels, unproject
+from fused_compare import compare, real_voxels_covered
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
 from ross3d.prep.sources import SourceOptions
-from ross3d.scannet.scene import read_axis_alignment, read_mesh, scan_paths, transform_points
 from ross3d.synth.posed_export import export_posed_images
 
 SCENES = ["scene0000_00", "scene0001_00"]
@@ -67,30 +64,11 @@ def test_posed_images_source_without_scans(preps, tmp_path):
         assert m["precision"] >= 0.95 and m["recall"] >= 0.55 and m["colour_error"] <= 25, m
 
 
-def _real_voxels_covered(synth_root, prep, scene_id, strategy):
-    """Voxels of the REAL aligned mesh seen by the selected frames (their stored depth, unprojected)."""
-    paths = scan_paths(synth_root / "scans", scene_id)
-    axis, _ = read_axis_alignment(paths.meta)
-    voxels = MeshVoxels(transform_points(axis, read_mesh(paths.mesh).vertices))
-    row = next(r for r in pq.read_table(prep / "scenes.parquet").to_pylist() if r["scene_id"] == scene_id)
-    frames = pq.read_table(prep / "scenes" / scene_id / "frames.parquet").to_pydict()
-    picked = {r["frame_idx"] for r in pq.read_table(prep / "selections.parquet").to_pylist()
-              if r["scene_id"] == scene_id and r["strategy"] == strategy}
-    depth = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")["depth"]
-    k = np.asarray(row["intrinsic_depth"], np.float64).reshape(4, 4)
-    seen = set()
-    for pos, (idx, pose) in enumerate(zip(frames["frame_idx"], frames["pose"])):
-        if idx in picked:
-            world = unproject(depth[pos], k, axis @ np.asarray(pose, np.float64).reshape(4, 4))
-            seen |= set(voxels.ids(world.reshape(-1, 3)[depth[pos].reshape(-1) > 0]).tolist())
-    return len(seen)
-
-
 @pytest.mark.parametrize("scene_id", SCENES)
 def test_max_coverage_on_the_fused_mesh(preps, scene_id):
     synth_root, root, _ = preps
-    ours = _real_voxels_covered(synth_root, root / "fused", scene_id, "max-coverage")
-    best = _real_voxels_covered(synth_root, root / "real", scene_id, "max-coverage")
+    ours = real_voxels_covered(synth_root / "scans", root / "fused", scene_id, "max-coverage")
+    best = real_voxels_covered(synth_root / "scans", root / "real", scene_id, "max-coverage")
     assert ours >= 0.95 * best
 
 

@@ -41,7 +41,8 @@ class PrepReport:
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
     """The requested scenes (each a safe name, ross3d.safe_names), or every sub-folder of SCANS_DIR (the
-    posed_images or posed RGB-D folder with those sources) whose name is one, sorted; other folders are skipped with a warning."""
+    posed_images or posed RGB-D folder with those sources) whose name is one, sorted; other folders are skipped
+    with a warning."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:

@@ -1,14 +1,15 @@
 """Where a scene's inputs come from, for `ross3d prep scannet`.
 
 Frames come from a *frame source*: the raw `.sens` stream (default), the posed_images export of the original
-(`--source posed-images`) or the generic posed RGB-D layout (`--source posed-rgbd`, ross3d.scannet.posed_rgbd);
-all give the same frame records (original index, raw camera-to-world pose, colour
-JPEG bytes kept verbatim, uint16 depth in mm) and a header (intrinsics, frame sizes, depth shift), so the job
-streams them the same way. The scene's other inputs (axis alignment, mesh, objects) are gathered by
-`load_scene_inputs`: with the posed_images and posed RGB-D sources the mesh and annotations are optional (their absence is reported
-as warnings naming the outputs that are missing), the axis alignment may come from EmbodiedScan infos, and object
-boxes may come from the original's `scannet_{split}_gt_box.json` (`--boxes-file`) when segments and aggregation are
-absent. Files that change outputs enter the options fingerprint through `SourceOptions.fingerprint_fields`.
+(`--source posed-images`) or the generic posed RGB-D layout (`--source posed-rgbd`, ross3d.scannet.posed_rgbd); all
+give the same frame records (original index, raw camera-to-world pose, colour JPEG bytes kept verbatim, uint16 depth
+in mm) and a header (intrinsics, frame sizes, depth shift), so the job streams them the same way. The scene's other
+inputs (axis alignment, mesh, objects) are gathered by `load_scene_inputs`: with the posed_images and posed RGB-D
+sources the mesh and annotations are optional (their absence is reported as warnings naming the outputs that are
+missing), the axis alignment may come from EmbodiedScan infos, and object boxes may come from the original's
+`scannet_{split}_gt_box.json` (`--boxes-file`) when segments and aggregation are absent. Files that change outputs
+enter the options fingerprint through `SourceOptions.fingerprint_fields`. With `--fuse-mesh` a missing mesh is
+no error nor warning with any source: the job fuses one from the frames (ross3d.prep.fusion).
 """
 
 from __future__ import annotations

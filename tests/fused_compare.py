@@ -1,9 +1,15 @@
-"""Two BEVs of one scene compared in world coordinates (the pixel convention of docs/data-format.md, arrays.zarr:
-rgb[i, j] covers x = xmin + (j + 0.5) w / S, y = ymax - (i + 0.5) h / S), written from that convention alone: each
-valid pixel centre of one BEV is looked up in the pixel of the other that contains it. Used by the fused-mesh tests
-and bench/prep.py."""
+"""A prep with fused meshes against one with the scan meshes, for the fused-mesh tests and bench/prep.py, written
+from the documented contracts alone (docs/data-format.md):
+- `compare`: two BEVs of one scene in world coordinates (arrays.zarr pixel convention: rgb[i, j] covers
+  x = xmin + (j + 0.5) w / S, y = ymax - (i + 0.5) h / S): each valid pixel centre of one BEV is looked up in the
+  pixel of the other that contains it;
+- `real_voxels_covered`: the 0.1 m voxels of the scan's aligned mesh that a strategy's selected frames see (their
+  stored millimetre depth unprojected with the depth intrinsics and axis_align @ pose; zero depth skipped).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -45,3 +51,28 @@ def compare(test_rgb, test_valid, test_bounds, ref_rgb, ref_valid, ref_bounds) -
             "recall": float(covered.sum() / max(ref_valid.sum(), 1)),
             "iou": float(both / either) if either > 0 else 0.0,
             "colour_error": float(diff.mean()) if diff.size else float("nan")}
+
+
+def real_voxels_covered(scans: Path, prep: Path, scene_id: str, strategy: str) -> int:
+    """Voxels of the scene's real aligned mesh seen by the frames `strategy` selected in `prep`."""
+    import pyarrow.parquet as pq
+    import zarr
+
+    from ross3d.prep.geometry import MeshVoxels, unproject
+    from ross3d.scannet.scene import read_axis_alignment, read_mesh, scan_paths, transform_points
+
+    paths = scan_paths(scans, scene_id)
+    axis, _ = read_axis_alignment(paths.meta)
+    voxels = MeshVoxels(transform_points(axis, read_mesh(paths.mesh).vertices))
+    row = next(r for r in pq.read_table(prep / "scenes.parquet").to_pylist() if r["scene_id"] == scene_id)
+    frames = pq.read_table(prep / "scenes" / scene_id / "frames.parquet").to_pydict()
+    picked = {r["frame_idx"] for r in pq.read_table(prep / "selections.parquet").to_pylist()
+              if r["scene_id"] == scene_id and r["strategy"] == strategy}
+    depth = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")["depth"]
+    k = np.asarray(row["intrinsic_depth"], np.float64).reshape(4, 4)
+    seen: set[int] = set()
+    for pos, (idx, pose) in enumerate(zip(frames["frame_idx"], frames["pose"])):
+        if idx in picked:
+            world = unproject(depth[pos], k, axis @ np.asarray(pose, np.float64).reshape(4, 4))
+            seen |= set(voxels.ids(world.reshape(-1, 3)[depth[pos].reshape(-1) > 0]).tolist())
+    return len(seen)
