@@ -1,12 +1,14 @@
 """`ross3d prep scannet --source posed-rgbd` (the generic layout of docs/posed-rgbd.md): hand-made scans exported as
 posed_images, then rewritten in the generic layout with another depth scale (TUM-style 5000 per metre), 3x3
 intrinsics and unpadded frame numbers, prepare exactly as the posed_images export does; without the scans folder
-`--fuse-mesh` gives them a mesh, max-coverage and a BEV; bad files fail their scene naming the file."""
+`--fuse-mesh` gives them a mesh, max-coverage and a BEV; bad files fail their scene naming the file; the docs'
+ARKitScenes conversion example, run on an ARKitScenes-style folder, gives the same frames."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +24,7 @@ from ross3d.prep.sources import SourceOptions
 from ross3d.scannet.posed_rgbd import depth_in_millimetres
 from ross3d.synth.posed_export import export_posed_images
 
+ROOT = Path(__file__).resolve().parents[1]
 SCENES = ["scene0000_00", "scene0001_00"]
 SCALE = 5000.0
 
@@ -60,19 +63,27 @@ def data(tmp_path_factory):
     return root, scans, export
 
 
+@pytest.fixture(scope="module")
+def posed_prep(data):
+    """The posed_images export prepared, the reference of the generic layout."""
+    root, scans, export = data
+    report = prep_scannet(scans, root / "posed", _options(source="posed-images",
+                                                          posed_images=str(export / "posed_images")))
+    assert report.ok == SCENES, report.failed
+    return root / "posed"
+
+
 def _files(prep, scene_id):
     z = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")
     arrays = {k: v[:] for k, v in z.members(max_depth=None) if isinstance(v, zarr.Array)}
     return pq.read_table(prep / "scenes" / scene_id / "frames.parquet").to_pydict(), arrays
 
 
-def test_generic_layout_prepares_as_the_posed_images_export(data):
-    root, scans, export = data
-    posed = prep_scannet(scans, root / "posed", _options(source="posed-images",
-                                                         posed_images=str(export / "posed_images")))
+def test_generic_layout_prepares_as_the_posed_images_export(data, posed_prep):
+    root, scans, _ = data
     generic = prep_scannet(scans, root / "generic", _options(source="posed-rgbd", rgbd=str(root / "rgbd"),
                                                              depth_scale=SCALE))
-    assert generic.ok == SCENES and posed.ok == SCENES, generic.failed
+    assert generic.ok == SCENES, generic.failed
     for s in SCENES:
         (frames_a, arrays_a), (frames_b, arrays_b) = _files(root / "posed", s), _files(root / "generic", s)
         assert frames_a == frames_b
@@ -143,3 +154,58 @@ def test_source_option_errors():
         SourceOptions(source="posed-rgbd", rgbd="x", depth_scale=0)
     a = _options(source="posed-rgbd", rgbd="x").fingerprint()
     assert a != _options(source="posed-rgbd", rgbd="x", depth_scale=SCALE).fingerprint()
+
+
+def _docs_conversion():
+    """The `convert` function of the ARKitScenes example in docs/posed-rgbd.md, executed from the docs' text."""
+    text = (ROOT / "docs" / "posed-rgbd.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {"__name__": "docs_example"}
+    exec(compile(code, "docs/posed-rgbd.md", "exec"), namespace)  # noqa: S102 - the repository's own docs
+    return namespace["convert"]
+
+
+def _arkitscenes_style(posed_scene, video_dir):
+    """The posed_images scene as an ARKitScenes raw video folder: 10 fps stamps, colour PNGs resized to the depth
+    size, depth PNGs (mm), per-frame .pincam of the depth camera, and a .traj of world-to-camera axis-angle +
+    translation lines for the frames with a pose (the others have no line, as in ARKit)."""
+    video = video_dir.name
+    for sub in ("lowres_wide", "lowres_depth", "lowres_wide_intrinsics"):
+        (video_dir / sub).mkdir(parents=True)
+    k = np.loadtxt(posed_scene / "depth_intrinsic.txt")
+    traj = []
+    for jpg in sorted(posed_scene.glob("*.jpg")):
+        stem = f"{video}_{100 + int(jpg.stem) / 10:.3f}"
+        depth = cv2.imread(str(posed_scene / f"{jpg.stem}.png"), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(video_dir / "lowres_depth" / f"{stem}.png"), depth)
+        rgb = cv2.resize(cv2.imread(str(jpg)), (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(video_dir / "lowres_wide" / f"{stem}.png"), rgb)
+        (video_dir / "lowres_wide_intrinsics" / f"{stem}.pincam").write_text(
+            f"{depth.shape[1]} {depth.shape[0]} {k[0, 0]} {k[1, 1]} {k[0, 2]} {k[1, 2]}\n")
+        pose = np.loadtxt(posed_scene / f"{jpg.stem}.txt")
+        if np.isfinite(pose).all():
+            w2c = np.linalg.inv(pose)
+            rvec = cv2.Rodrigues(w2c[:3, :3])[0].ravel()
+            traj.append(" ".join(f"{v:.9f}" for v in [100 + int(jpg.stem) / 10, *rvec, *w2c[:3, 3]]))
+    (video_dir / "lowres_wide.traj").write_text("\n".join(traj) + "\n")
+
+
+def test_docs_arkitscenes_conversion(data, posed_prep, tmp_path):
+    """The docs' example turns an ARKitScenes-style folder into scenes that prepare like the posed_images export:
+    same depth, validity, poses and uniform token coordinates (frames renumbered 0, 1, ...: stride 1 here against
+    the export's stride 2)."""
+    _, scans, export = data
+    convert = _docs_conversion()
+    _arkitscenes_style(export / "posed_images" / SCENES[0], tmp_path / "raw" / "41069021")
+    convert(tmp_path / "raw" / "41069021", tmp_path / "rgbd" / SCENES[0])
+    report = prep_scannet(scans, tmp_path / "prep", PrepOptions(frame_stride=1, num_frames=8, bev_size=64,
+                                                                sources=SourceOptions(source="posed-rgbd",
+                                                                                      rgbd=str(tmp_path / "rgbd"))))
+    assert report.ok == [SCENES[0]], report.failed
+    (frames_a, arrays_a), (frames_b, arrays_b) = _files(posed_prep, SCENES[0]), _files(tmp_path / "prep", SCENES[0])
+    assert frames_b["frame_idx"] == [i // 2 for i in frames_a["frame_idx"]]
+    assert frames_b["valid"] == frames_a["valid"] and not all(frames_a["valid"])
+    valid = np.array(frames_a["valid"])
+    np.testing.assert_allclose(np.array(frames_b["pose"])[valid], np.array(frames_a["pose"])[valid], atol=1e-5)
+    np.testing.assert_array_equal(arrays_b["depth"], arrays_a["depth"])
+    np.testing.assert_allclose(arrays_b["coords/uniform"], arrays_a["coords/uniform"], atol=1e-4)
