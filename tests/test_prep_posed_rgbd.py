@@ -132,6 +132,10 @@ def test_bad_input_fails_the_scene_naming_the_file(data, tmp_path):
                          "colour images (80x60) are not the depth size (64x48)"),
         "scene0103_00": (lambda d: cv2.imwrite(str(d / "depth" / "6.png"), np.zeros((48, 64), np.uint8)),
                          "depth/6.png: not a 16-bit single-channel depth PNG"),
+        "scene0104_00": (lambda d: (d / "color" / "8.jpg").write_bytes(b"\xff\xd8 not a picture"),
+                         "scene0104_00: frame 8: colour JPEG cannot be decoded"),
+        "scene0105_00": (lambda d: [p.write_text("nan " * 16) for p in (d / "pose").glob("*.txt")],
+                         "scene0105_00: TSDF fusion of 0 frames gave no surface"),
     }
     shutil.copytree(good, tmp_path / "rgbd" / SCENES[0])
     for scene_id, (damage, _) in cases.items():
