@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import zarr
+from typer.testing import CliRunner
 
 from prep_scannet_scene import write_scene
 from ross3d.errors import ConfigError
@@ -23,6 +24,7 @@ from ross3d.prep.run import prep_scannet
 from ross3d.prep.sources import SourceOptions
 from ross3d.scannet.posed_rgbd import depth_in_millimetres
 from ross3d.synth.posed_export import export_posed_images
+from ross3d_cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ["scene0000_00", "scene0001_00"]
@@ -213,3 +215,20 @@ def test_docs_arkitscenes_conversion(data, posed_prep, tmp_path):
     np.testing.assert_allclose(np.array(frames_b["pose"])[valid], np.array(frames_a["pose"])[valid], atol=1e-5)
     np.testing.assert_array_equal(arrays_b["depth"], arrays_a["depth"])
     np.testing.assert_allclose(arrays_b["coords/uniform"], arrays_a["coords/uniform"], atol=1e-4)
+
+
+def test_through_the_cli(data, tmp_path):
+    root, _, _ = data
+    (tmp_path / "scans").mkdir()
+    args = ["prep", "scannet", str(tmp_path / "scans"), str(tmp_path / "prep"), "--scenes", SCENES[1],
+            "--source", "posed-rgbd", "--rgbd", str(root / "rgbd"), "--depth-scale", "5000", "--fuse-mesh",
+            "--fuse-voxel-size", "0.05", "--fuse-trunc", "0.15", "--frame-stride", "2", "--num-frames", "8",
+            "--bev-size", "64"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
+    assert manifest["options"]["fuse_voxel_size"] == 0.05 and manifest["options"]["fuse_trunc"] == 0.15
+    assert manifest["inputs"]["depth_scale"] == 5000 and manifest["scenes"][SCENES[1]]["mesh_source"] == "fused"
+    bad = CliRunner().invoke(app, args[:-8] + ["--fuse-trunc", "0.01"])
+    assert bad.exit_code != 0 and "--fuse-trunc at least the voxel size" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1, bad.output
