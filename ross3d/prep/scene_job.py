@@ -1,7 +1,8 @@
-"""The per-scene job: a scan (`.sens` or posed_images frames, see ross3d.prep.sources) ->
-PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and previews/<scene_id>_bev.png. Pure:
-writes only its own scene, through a temp dir renamed at the end; any failure is returned in the SceneResult, never
-raised."""
+"""The per-scene job: a scan (`.sens`, posed_images or posed RGB-D frames, see ross3d.prep.sources) ->
+PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and previews/<scene_id>_bev.png. Coverage
+voxels and the BEV come from the scan mesh, or with `--fuse-mesh` from a mesh fused from the kept frames during the
+stream (ross3d.prep.fusion; the voxels then from the stored depth). Pure: writes only its own scene, through a temp
+dir renamed at the end; any failure is returned in the SceneResult, never raised."""
 
 from __future__ import annotations
 
