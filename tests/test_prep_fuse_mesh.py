@@ -1,8 +1,9 @@
 """`prep scannet --fuse-mesh` on the synthetic scenes with their meshes removed, against the prep of the same scans
 with the meshes: the fused BEV lies on the real geometry (world coordinates, tests/fused_compare.py), covers most of
 what the cameras saw, with close colours; max-coverage on the fused mesh covers nearly as many real-mesh voxels as
-max-coverage on the real mesh; the same holds for the posed_images export of the scans without the scans folder;
-the manifest says where mesh and BEV came from."""
+max-coverage on the real mesh; the same holds for the posed_images export of the scans without the scans folder and
+for their generic posed RGB-D export (`ross3d synth --export posed-rgbd`); the manifest says where mesh and BEV came
+from."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+import numpy as np
 import zarr
+from typer.testing import CliRunner
 
 from fused_compare import compare, real_voxels_covered
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
 from ross3d.prep.sources import SourceOptions
 from ross3d.synth.posed_export import export_posed_images
+from ross3d.synth.rgbd_export import export_posed_rgbd
+from ross3d_cli.app import app
 
 SCENES = ["scene0000_00", "scene0001_00"]
 OPTIONS = dict(frame_stride=3, num_frames=8, bev_size=432)  # 20 kept frames, 19 valid
@@ -85,3 +90,30 @@ def test_manifest_says_fused(preps):
     real = json.loads((root / "real" / "manifest.json").read_text())
     assert real["scenes"][SCENES[0]]["mesh_source"] == "scan" and real["scenes"][SCENES[0]]["bev_source"] == "rendered"
     assert "fuse_mesh" not in real["options"]
+
+
+def test_generic_layout_export_with_fused_meshes(preps, tmp_path):
+    """`ross3d synth --export posed-rgbd` writes the generic layout from the .sens; prepared with --fuse-mesh against
+    the meshless scans folder (axis alignment from its <scene>.txt) it keeps the .sens frames byte for byte and meets
+    the BEV bounds against the real-mesh prep."""
+    synth_root, root, _ = preps
+    export_posed_rgbd(synth_root / "scans", tmp_path, stride=3)
+    sources = SourceOptions(source="posed-rgbd", rgbd=str(tmp_path / "rgbd"))
+    report = prep_scannet(root / "scans", tmp_path / "prep", PrepOptions(**OPTIONS, fuse_mesh=True, sources=sources))
+    assert report.ok == SCENES, report.failed
+    for scene_id in SCENES:
+        ours = pq.read_table(tmp_path / "prep" / "scenes" / scene_id / "frames.parquet").to_pydict()
+        real = pq.read_table(root / "real" / "scenes" / scene_id / "frames.parquet").to_pydict()
+        assert ours["frame_idx"] == real["frame_idx"] and ours["color_jpeg"] == real["color_jpeg"]
+        assert ours["valid"] == real["valid"]
+        m = compare(*_bev(tmp_path / "prep", scene_id), *_bev(root / "real", scene_id))
+        assert m["precision"] >= 0.95 and m["recall"] >= 0.55 and m["colour_error"] <= 25, m
+
+
+def test_synth_cli_exports_posed_rgbd(tmp_path):
+    result = CliRunner().invoke(app, ["synth", "scannet", str(tmp_path), "--scenes", "1", "--frames", "20",
+                                      "--color-size", "80x60", "--depth-size", "40x30", "--export", "posed-rgbd"])
+    assert result.exit_code == 0, result.output
+    scene = tmp_path / "rgbd" / "scene0000_00"
+    assert sorted(p.name for p in (scene / "depth").iterdir()) == ["0.png", "10.png"]
+    assert np.loadtxt(scene / "intrinsic_depth.txt").shape == (3, 3)
