@@ -117,3 +117,23 @@ def test_synth_cli_exports_posed_rgbd(tmp_path):
     scene = tmp_path / "rgbd" / "scene0000_00"
     assert sorted(p.name for p in (scene / "depth").iterdir()) == ["0.png", "10.png"]
     assert np.loadtxt(scene / "intrinsic_depth.txt").shape == (3, 3)
+
+
+def test_one_frame_of_a_wall():
+    """A single grey frame of a fronto-parallel wall 3 m away (160x120, fx = fy = 144, principal point at the image
+    centre, identity pose) fuses into a flat grey patch at z = 3 m whose x extent is the frustum's at 3 m,
+    3 * 79.5 / 144 = 1.656 m either side, within a voxel (0.04 m): a surface seen once is kept."""
+    import cv2
+
+    from ross3d.prep.fusion import TsdfFusion
+    from ross3d.synth.capture import intrinsics
+
+    k = intrinsics(160, 120)
+    fusion = TsdfFusion(k, k, 1000.0)
+    jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
+    fusion.integrate(np.full((120, 160), 3000, np.uint16), jpeg, np.eye(4))
+    mesh = fusion.mesh("wall")
+    np.testing.assert_allclose(mesh.vertices[:, 2], 3.0, atol=1e-3)
+    half = 3 * 79.5 / 144
+    assert half - 0.04 <= -mesh.vertices[:, 0].min() <= half and half - 0.04 <= mesh.vertices[:, 0].max() <= half
+    assert np.abs(mesh.colors.astype(int) - 128).max() <= 2
