@@ -237,3 +237,20 @@ def test_options_fingerprint_and_validation():
     assert PrepOptions(num_frames=16).fingerprint() != PrepOptions().fingerprint()
     with pytest.raises(ConfigError, match="frame-stride"):
         PrepOptions(frame_stride=0)
+
+
+def test_fusion_options_leave_plain_fingerprints_alone():
+    """Without --fuse-mesh the fingerprint is the sha256 of the options as they were before fusion existed, so
+    committed scenes are reused; with it the fusion options enter the fingerprint and are checked."""
+    import hashlib
+    import json
+
+    before = {"format_version": 1, "frame_stride": 10, "num_frames": 32, "bev_size": 432, "seed": 0,
+              "exclude_zero_depth": False, "max_coverage_order": "frame"}
+    assert PrepOptions().fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert PrepOptions(fuse_voxel_size=0.02).fingerprint() == PrepOptions().fingerprint()
+    fused = PrepOptions(fuse_mesh=True)
+    assert fused.to_dict()["fuse_trunc"] == 0.12 and fused.fingerprint() != PrepOptions().fingerprint()
+    assert PrepOptions(fuse_mesh=True, fuse_voxel_size=0.02).fingerprint() != fused.fingerprint()
+    with pytest.raises(ConfigError, match="fuse-trunc"):
+        PrepOptions(fuse_mesh=True, fuse_voxel_size=0.05, fuse_trunc=0.01)
