@@ -18,10 +18,9 @@ import numpy as np
 
 from ross3d.errors import InputError
 from ross3d.open3d_core import open3d_core
+from ross3d.prep.options import FUSE_TRUNCATION, FUSE_VOXEL_SIZE
 from ross3d.scannet.scene import SceneMesh
 
-VOXEL_SIZE = 0.04  # metres, the default of --fuse-voxel-size
-TRUNCATION = 0.12  # metres (3 voxels), the default of --fuse-trunc
 DEPTH_MAX = 6.0  # metres
 WEIGHT_THRESHOLD = 0.5  # voxels of weight above it are kept: whatever one frame or more observed
 BLOCK_RESOLUTION = 16
@@ -31,8 +30,8 @@ INITIAL_BLOCKS = 2000  # hash map capacity to start with; it grows as the scene 
 class TsdfFusion:
     """Integrate frames one at a time (`integrate`), then `mesh()`; intrinsics are 3x3 or 4x4 pinhole matrices."""
 
-    def __init__(self, k_depth: np.ndarray, k_color: np.ndarray, depth_shift: float, voxel_size: float = VOXEL_SIZE,
-                 truncation: float = TRUNCATION):
+    def __init__(self, k_depth: np.ndarray, k_color: np.ndarray, depth_shift: float,
+                 voxel_size: float = FUSE_VOXEL_SIZE, truncation: float = FUSE_TRUNCATION):
         o3d = open3d_core()
         self._o3d = o3d
         f32 = o3d.core.Dtype.Float32

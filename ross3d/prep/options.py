@@ -8,12 +8,14 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ross3d.errors import ConfigError
-from ross3d.prep.fusion import TRUNCATION, VOXEL_SIZE
 from ross3d.prep.sources import SourceOptions
 
 FORMAT_VERSION = 1
 STRATEGIES = ("uniform", "max-coverage")
 MAX_COVERAGE_ORDERS = ("frame", "greedy")
+# TSDF fusion defaults (prep/fusion.py); kept here so reading options never imports the fusion stack (cv2, open3d)
+FUSE_VOXEL_SIZE = 0.04  # metres, the default of --fuse-voxel-size
+FUSE_TRUNCATION = 0.12  # metres (3 voxels), the default of --fuse-trunc
 FUSION_FIELDS = ("fuse_mesh", "fuse_voxel_size", "fuse_trunc")
 
 
@@ -34,8 +36,8 @@ class PrepOptions:
     # a scene without a scan mesh gets one by TSDF fusion of its kept frames (ross3d.prep.fusion): voxel size and
     # truncation distance in metres
     fuse_mesh: bool = False
-    fuse_voxel_size: float = VOXEL_SIZE
-    fuse_trunc: float = TRUNCATION
+    fuse_voxel_size: float = FUSE_VOXEL_SIZE
+    fuse_trunc: float = FUSE_TRUNCATION
     sources: SourceOptions = field(default_factory=SourceOptions)
 
     def __post_init__(self) -> None:
