@@ -175,6 +175,57 @@ def test_verify_catches_corrupted_chunk(built, tmp_path):
     assert f"{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch" in bad.output
 
 
+def _as_sha256_records(cache: Path) -> None:
+    """Rewrite a cache as caches written before CRC32C were: sha256 per array in scene.json and the manifest, the
+    index checksums over the sha256 lines (docs/data-format.md, computed here from that text)."""
+    import hashlib
+
+    import pyarrow as pa
+
+    manifest = json.loads((cache / "manifest.json").read_text())
+    for scene_id in SCENES:
+        record_path = cache / "cache.zarr" / scene_id / "scene.json"
+        record = json.loads(record_path.read_text())
+        group = zarr.open_group(cache / "cache.zarr" / scene_id, mode="r")
+        for key, entry in record["arrays"].items():
+            value = group[key][...]
+            header = f"{value.dtype.str}{value.shape}".encode()
+            del entry["crc32c"]
+            entry["sha256"] = hashlib.sha256(header + np.ascontiguousarray(value).tobytes()).hexdigest()
+            manifest["scenes"][scene_id]["checksums"][key] = entry["sha256"]
+        record_path.write_text(json.dumps(record))
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    rows = pq.read_table(cache / "index.parquet").to_pylist()
+    for row in rows:
+        arrays = manifest["scenes"][row["scene_id"]]["checksums"]
+        lines = "\n".join(f"{k}={arrays[k]}" for k in row["arrays"])
+        row["checksum"] = hashlib.sha256(lines.encode()).hexdigest()
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(cache / "index.parquet")), cache / "index.parquet")
+
+
+def test_caches_with_sha256_records_still_verify_and_read(built, tmp_path):
+    """Records of caches written before CRC32C hold sha256: verify and the trainer's checked read accept them and
+    still catch a changed byte."""
+    from ross3d.errors import InputError
+
+    _, cache = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    _as_sha256_records(copy)
+    assert "crc32c" not in (copy / "cache.zarr" / SCENES[0] / "scene.json").read_text()
+    ok = runner.invoke(app, ["verify", str(copy)])
+    assert ok.exit_code == 0 and "0 problems" in ok.output, ok.output
+    CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+    chunk = next(p for p in (copy / "cache.zarr" / SCENES[0] / "bev/vae_mean/c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[8] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["verify", str(copy)])
+    assert bad.exit_code == 1 and f"{SCENES[0]}: bev/vae_mean: checksum mismatch" in bad.output
+    with pytest.raises(InputError, match="bev/vae_mean: checksum mismatch"):
+        CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+
+
 def test_resume_after_sigkill(built, tmp_path):
     inputs, cache = built
     out = tmp_path / "cache"
