@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from ross3d.cache import checksum, verify
+from ross3d.cache import checksum
 from ross3d.cache.checksum import array_crc32c, computed, recorded
 from ross3d.cache.verify import all_finite, content_problems
 
@@ -52,16 +52,15 @@ FINITE = [0x0000, 0x8000, 0x0001, 0x7F7F, 0xFF7F, 0x3F80, 0xBF80]
 NON_FINITE = [0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x7F81, 0xFFFF]
 
 
-@pytest.mark.parametrize("block", [3, 1 << 18])
-def test_bf16_finiteness_by_exponent_bits_in_every_block(monkeypatch, block):
-    monkeypatch.setattr(verify, "FINITE_BLOCK", block)
-    finite = np.array(FINITE * 3, np.uint16).reshape(3, 7)
-    assert all_finite(finite, bf16=True)
+@pytest.mark.parametrize("repeat", [3, 5000])  # 5000: long enough for the vectorised loops and their tails
+def test_bf16_finiteness_of_every_class_anywhere(repeat):
+    finite = np.array(FINITE * repeat, np.uint16).reshape(repeat, 7)
+    assert all_finite(finite, bf16=True) and all_finite(finite[:0], bf16=True)
     for pattern in NON_FINITE:
-        for position in (0, 10, 20):  # the first block, a middle one, the last (partial with blocks of 3)
+        for position in (0, 10, finite.size - 1):
             bits = finite.copy().reshape(-1)
             bits[position] = pattern
-            assert not all_finite(bits.reshape(3, 7), bf16=True), (hex(pattern), position)
+            assert not all_finite(bits.reshape(finite.shape), bf16=True), (hex(pattern), position)
             entry = {"crc32c": array_crc32c(bits)}
             assert content_problems("frames/vision", bits, True, entry) == ["frames/vision: 1 non-finite values"]
 
