@@ -129,6 +129,22 @@ def test_export_loads_as_a_model(zero2):
     assert model.config.ground_token_id >= 0 and model.config.coord_token_id >= 0
 
 
+def test_bev_renders_of_64_px_train(tmp_path):
+    """A --bev-size other than 432 trains: 64 px BEVs give an 8x8 latent (tiny VAE, 8x downsampling) grouped to a
+    4x4 mask, which sizes the model's BEV grid; the BEV loss is computed on it."""
+    from ross3d.model.checkpoint import load_model
+
+    small = build_train_inputs(tmp_path / "inputs", bev_size=64)
+    out = tmp_path / "run"
+    train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(small, out, "max_steps=2", "save_every=0",
+                                                                   "tensorboard=false", "data.num_workers=0")))
+    records = read_log(out / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    assert any(r["bev_loss"] > 0 for r in records)
+    model, _ = load_model(out / "checkpoints" / "final")
+    assert model.config.bev_latent_grid == 8 and model.config.bev_grid == 4
+
+
 def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
     before, after = zero2["records"], resumed["records"]
     assert [r["step"] for r in after] == [1, 2, 3, 4]

@@ -33,8 +33,10 @@ class VerifyReport:
 
 
 def _shape_rule(key: str, shape: tuple, record: dict) -> str | None:
-    """The contract's shape rules (V frames, 16-channel latents, 729 tokens) -> a problem or None."""
+    """The contract's shape rules (V frames, 16-channel latents, 729 tokens, the BEV mask on the 2x2 cells of the
+    BEV latent) -> a problem or None."""
     v, n_obj, leaf = record["n_frames"], record["n_objects"], key.split("/", 1)[-1]
+    bev_cells = record["arrays"].get("bev/vae_mean", {}).get("shape", [0])[-1] // 2
     rules = {
         "frames/frame_idx": lambda s: s == (v,),
         "frames/vae_mean": lambda s: len(s) == 4 and s[0] == v,
@@ -44,14 +46,15 @@ def _shape_rule(key: str, shape: tuple, record: dict) -> str | None:
         "objects/membership": lambda s: s == (n_obj, v, 27, 27),
         "objects/boxes": lambda s: s == (n_obj, 6),
         "objects/object_ids": lambda s: s == (n_obj,),
-        "bev/valid27": lambda s: s == (27, 27),
+        "bev/valid27": lambda s: s == (bev_cells, bev_cells),
         "bev/vae_mean": lambda s: len(s) == 3,
         "bev/vae_logvar": lambda s: len(s) == 3,
     }
     rule = rules.get(leaf) or rules.get(key)
     if rule is None:
         return f"unexpected array {key}"
-    return None if rule(shape) else f"{key}: shape {shape} breaks the contract (V={v}, objects={n_obj})"
+    return None if rule(shape) else (f"{key}: shape {shape} breaks the contract (V={v}, objects={n_obj}, BEV mask "
+                                     f"{bev_cells}x{bev_cells})")
 
 
 def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str], int]:
