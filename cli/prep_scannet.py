@@ -20,7 +20,8 @@ def scannet(
     frame_stride: int = typer.Option(10, "--frame-stride", help="Keep every N-th frame of the .sens stream."),
     num_frames: int = typer.Option(32, "--num-frames", help="Frames selected per strategy."),
     bev_size: int = typer.Option(432, "--bev-size",
-                                 help="BEV side in pixels; training needs 432 (other sizes only preview)."),
+                                 help="BEV side in pixels (the original's 432); any multiple of 16 trains with "
+                                      "FLUX's VAE (docs/trust.md)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the max-coverage tie-break."),
     exclude_zero_depth: bool = typer.Option(False, "--exclude-zero-depth", help="Drop zero-depth pixels from "
                                             "coverage, token coordinates and object membership (the original "

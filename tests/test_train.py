@@ -137,6 +137,22 @@ def test_export_loads_as_a_model(zero2):
     assert model.config.ground_token_id >= 0 and model.config.coord_token_id >= 0
 
 
+def test_bev_renders_of_64_px_train(tmp_path):
+    """A --bev-size other than 432 trains: 64 px BEVs give an 8x8 latent (tiny VAE, 8x downsampling) grouped to a
+    4x4 mask, which sizes the model's BEV grid; the BEV loss is computed on it."""
+    from ross3d.model.checkpoint import load_model
+
+    small = build_train_inputs(tmp_path / "inputs", bev_size=64)
+    out = tmp_path / "run"
+    train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(small, out, "max_steps=2", "save_every=0",
+                                                                   "tensorboard=false", "data.num_workers=0")))
+    records = read_log(out / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    assert any(r["bev_loss"] > 0 for r in records)
+    model, _ = load_model(out / "checkpoints" / "final")
+    assert model.config.bev_latent_grid == 8 and model.config.bev_grid == 4
+
+
 def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
     before, after = zero2["records"], resumed["records"]
     assert [r["step"] for r in after] == [1, 2, 3, 4]
@@ -501,7 +517,7 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     import zarr
     from typer.testing import CliRunner
 
-    from ross3d.cache.store import array_checksum
+    from ross3d.cache.checksum import array_crc32c
     from ross3d.errors import InputError
     from ross3d_cli.app import app
 
@@ -512,10 +528,10 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     value[0, 3, 4] = np.nan
     arr[...] = value
     record = json.loads((scene / "scene.json").read_text())  # the checksums agree with the NaN bytes
-    record["arrays"]["bev/vae_mean"]["sha256"] = array_checksum(value)
+    record["arrays"]["bev/vae_mean"]["crc32c"] = array_crc32c(value)
     (scene / "scene.json").write_text(json.dumps(record))
     manifest = json.loads((cache / "manifest.json").read_text())
-    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = array_checksum(value)
+    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = f"crc32c:{array_crc32c(value)}"
     (cache / "manifest.json").write_text(json.dumps(manifest))
     verified = CliRunner().invoke(app, ["verify", str(cache)])
     assert verified.exit_code == 1 and "bev/vae_mean: 1 non-finite values" in verified.output

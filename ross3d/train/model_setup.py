@@ -41,10 +41,12 @@ def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
     arrays = reader.load_scene(scenes[0], strategy)
     n_frames, n_patches, width = arrays["frames/vision"].shape
     channels, _, bev_grid = arrays["bev/vae_mean"].shape
-    if bev_grid != 2 * arrays["bev/valid27"].shape[0]:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27
+    mask = arrays["bev/valid27"].shape[0]
+    if bev_grid != 2 * mask:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27; caches made before the mask
+        # followed the BEV size hold a 27x27 mask for every size
         raise InputError(Path(cache_dir) / "cache.zarr" / scenes[0], f"BEV latent {bev_grid}x{bev_grid} does not "
-                         f"group to the {arrays['bev/valid27'].shape[0]}x{arrays['bev/valid27'].shape[0]} BEV "
-                         f"grid: training needs BEV renders of 432 px (prep scannet --bev-size 432)")
+                         f"group to the {mask}x{mask} BEV mask (a cache written before the mask followed the BEV "
+                         f"size): rebuild it (cache-latents --rebuild)")
     return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
             "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
             "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
