@@ -174,3 +174,29 @@ def test_model_card_lists_step_metrics_and_training_config(config, tmp_path):
 
     bare = write_model_card(folder, config, "run", training, tmp_path / "no-results").read_text()
     assert "## Eval metrics" not in bare and "No training step recorded." in bare
+
+
+def test_from_pretrained_initialises_only_what_the_checkpoint_lacks(model, config, tmp_path):
+    """Tensors a folder lacks get their part's initialisation (adaLN-zero, the sin-cos table, N(0, 1/d) tokens);
+    every stored tensor keeps its value, also a denoiser table beside a missing one."""
+    from transformers import AutoModel
+
+    folder = save_model(model, tmp_path / "partial")
+    state = load_file(str(folder / "model.safetensors"))
+    state["denoiser.pos_embed_view"] = torch.full_like(state["denoiser.pos_embed_view"], 0.5)  # no init gives 0.5
+    dropped = [k for k in state if k.startswith("denoiser.blocks.0.")
+               or k in ("denoiser.pos_embed_bev", "ground_head.zero_target", "mask_token")]
+    for key in dropped:
+        del state[key]
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    loaded = AutoModel.from_pretrained(folder).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert all(torch.isfinite(loaded[k]).all() for k in dropped)
+    for name in ("weight", "bias"):  # DiT's adaLN-zero
+        assert not loaded[f"denoiser.blocks.0.adaLN_modulation.1.{name}"].any()
+    assert loaded["denoiser.blocks.0.attn.qkv.weight"].std() > 0
+    d = config.denoiser_dim  # position (0, 0) of the sin-cos table: sin 0 = 0, cos 0 = 1 on both axes
+    quarter = d // 4
+    expected = torch.tensor(([0.0] * quarter + [1.0] * quarter) * 2)
+    assert torch.equal(loaded["denoiser.pos_embed_bev"][0, 0], expected)
+    assert 0.5 < loaded["mask_token"].norm() < 1.5 and loaded["ground_head.zero_target"].std() > 0.5

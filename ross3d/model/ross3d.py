@@ -72,8 +72,9 @@ class Ross3D(PreTrainedModel):
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
         self.ground_head = GroundingHead(d, config.ground_temperature)
         self.diffusion = GaussianDiffusion(config.diffusion_steps)
-        for param in self._own_parameters():
-            param._is_hf_initialized = True  # built with its initial values above: post_init keeps them
+        for param in self._own_parameters():  # built with their initial values above: post_init keeps them
+            if not param.is_meta:  # from_pretrained builds on the meta device: what it does not load, it initialises
+                param._is_hf_initialized = True
         self.post_init()
 
     def _own_parameters(self) -> list[nn.Parameter]:
