@@ -200,3 +200,14 @@ def test_from_pretrained_initialises_only_what_the_checkpoint_lacks(model, confi
     expected = torch.tensor(([0.0] * quarter + [1.0] * quarter) * 2)
     assert torch.equal(loaded["denoiser.pos_embed_bev"][0, 0], expected)
     assert 0.5 < loaded["mask_token"].norm() < 1.5 and loaded["ground_head.zero_target"].std() > 0.5
+
+
+def test_visualize_reads_the_step_in_both_formats(tmp_path):
+    from ross3d.visualize.run import checkpoint_step
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "config.json").write_text(json.dumps({"model_type": "ross3d", "extra": {"step": 40}}))
+    (tmp_path / "before").mkdir()
+    (tmp_path / "before" / "config.json").write_text(json.dumps({"model_type": "ross3d",
+                                                                 "ross3d": {"extra": {"step": 12}}}))
+    assert checkpoint_step(tmp_path / "new") == "40" and checkpoint_step(tmp_path / "before") == "12"
