@@ -143,19 +143,18 @@ print(type(config).__name__, type(model).__name__, before)
 """
 
 
-@pytest.mark.parametrize("first", [
-    "import ross3d\nbefore = 'transformers' in sys.modules or 'torch' in sys.modules",
-    "import transformers.models.auto.modeling_auto\nimport ross3d\nbefore = None",
+@pytest.mark.parametrize("first, before", [
+    ("import ross3d\nbefore = 'transformers' in sys.modules or 'torch' in sys.modules", "False"),
+    ("import transformers.models.auto.modeling_auto\nimport ross3d\nbefore = None", "None"),
 ])
-def test_import_ross3d_registers_the_auto_classes(model, tmp_path, first):
+def test_import_ross3d_registers_the_auto_classes(model, tmp_path, first, before):
     """Before or after transformers' Auto modules load; `import ross3d` itself imports neither transformers nor
     torch."""
     save_model(model, tmp_path / "m")
     proc = subprocess.run([sys.executable, "-c", REGISTRATION.format(first=first), str(tmp_path / "m")],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["Ross3DConfig", "Ross3D", "False" if "before =" in first and "None" not in first
-                                   else "None"]
+    assert proc.stdout.split() == ["Ross3DConfig", "Ross3D", before]
 
 
 def test_model_card_lists_step_metrics_and_training_config(config, tmp_path):
