@@ -153,6 +153,17 @@ def test_bev_renders_of_64_px_train(tmp_path):
     assert model.config.bev_latent_grid == 8 and model.config.bev_grid == 4
 
 
+def test_export_has_a_model_card_with_step_and_config(zero2):
+    """README.md of the export: the step the run ended at (4) and the run's config.yaml as its YAML block."""
+    import yaml
+
+    out = zero2["out"]
+    card = (out / "checkpoints" / "final" / "README.md").read_text()
+    assert "Exported at optimizer step 4." in card and "## Eval metrics" not in card  # no OUT/results yet
+    block = card.split("## Training config")[1].split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(block) == yaml.safe_load((out / "config.yaml").read_text())
+
+
 def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
     before, after = zero2["records"], resumed["records"]
     assert [r["step"] for r in after] == [1, 2, 3, 4]

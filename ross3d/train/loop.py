@@ -91,6 +91,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     import yaml
 
     from ross3d.chat import ChatEncoder
+    from ross3d.model.model_card import write_model_card
     from ross3d.train.checkpoint import Checkpointer, export_model
     from ross3d.train.data import (MicroBatchDataset, check_cache, encode_samples, micro_batch_order, micro_batches,
                                    remaining_steps)
@@ -178,6 +179,8 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     model = engine.module  # the export records how far it was trained (visualize labels pictures with it)
     model.config = model.config.replace(extra={**model.config.extra, "step": step})
     export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
+    if dist.is_main:  # the card lists the metrics of an evaluation into OUTPUT_DIR/results (make eval, the demo)
+        write_model_card(export_dir, model.config, out.name, resolved, out / "results")
     metrics.close()
     return TrainResult(step, losses[0] if losses else None, losses[-1] if losses else None, out, export_dir)
 

@@ -76,13 +76,11 @@ def _training_texts(config: TrainConfig) -> list[str]:
 
 def _preset_overrides(items: list[str]) -> dict:
     """`field=value` strings (values as YAML scalars) checked against the Ross3DConfig fields."""
-    import dataclasses
-
     import yaml
 
     from ross3d.model.config import Ross3DConfig
 
-    fields = {f.name for f in dataclasses.fields(Ross3DConfig)}
+    fields = set(Ross3DConfig.field_names())
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
