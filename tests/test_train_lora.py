@@ -190,3 +190,19 @@ def test_one_gpu_config_is_the_recipe(monkeypatch):
     ds, _ = deepspeed_config(config, world_size=1)
     assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu" and ds["bf16"]["enabled"]
     assert ds["train_batch_size"] == 256
+
+
+def test_print_config_shows_the_lora_section_and_reads_back():
+    import yaml
+
+    from ross3d.config_tree import annotated_yaml, to_dict
+    from ross3d.train.config import TrainConfig
+
+    for overrides in (["model.lora={r: 16}"], ["model.lora=null"]):
+        config = load_train_config(ROOT / "configs/tiny.yaml", overrides)
+        default = TrainConfig()
+        default.model.lora = load_train_config(None, ["model.lora={}"]).model.lora if not config.model.lora else None
+        text = annotated_yaml(config, default)
+        assert yaml.safe_load(text) == to_dict(config)
+        expected = "  lora:  # default: null" if config.model.lora else "  lora: null  # default: {r: 128"
+        assert expected in text
