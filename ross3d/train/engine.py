@@ -1,5 +1,5 @@
 """DeepSpeed around the model: process-group setup (single process, `deepspeed` or `torchrun` launchers, one or
-many nodes), the ZeRO config, torch AdamW as the client optimizer and the warmup + cosine schedule.
+many nodes), the ZeRO config, the client optimizer (ross3d.train.optimizer) and the warmup + cosine schedule.
 
 On a machine without CUDA the CPU accelerator, the gloo backend and fp32 are used (docs/platform.md, "DeepSpeed on
 CPU"); on GPU nccl and bf16 unless the config says fp32.
@@ -37,7 +37,7 @@ LOOP_KEYS = {
     "bf16.enabled": "precision",
     "fp16.enabled": "precision (the loop trains in bf16 or fp32)",
 }
-# sections the loop provides itself (torch AdamW and the warmup-cosine LambdaLR, passed to deepspeed.initialize)
+# sections the loop provides itself (its optimizer and the warmup-cosine LambdaLR, passed to deepspeed.initialize)
 LOOP_SECTIONS = {"optimizer": "optim.*", "scheduler": "optim.warmup_ratio"}
 
 
@@ -185,15 +185,14 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
 
 
 def build_engine(model, config: TrainConfig, ds_config: dict, total_steps: int):
-    """deepspeed.initialize with `ds_config`, AdamW (no decay on biases and norms) and the warmup-cosine LambdaLR."""
+    """deepspeed.initialize with `ds_config`, the optimizer over the trainable parameters and the warmup-cosine
+    LambdaLR."""
     import deepspeed
 
+    from ross3d.train.optimizer import build_optimizer
+
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = [p for n, p in params if p.ndim < 2]
-    decay = [p for n, p in params if p.ndim >= 2]
-    groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps)
+    optimizer = build_optimizer(params, config.optim, ds_config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.optim.warmup_ratio))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                            config=ds_config)

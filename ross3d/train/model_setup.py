@@ -3,7 +3,8 @@ sizes the cache dictates. Sizes that are data choices, not weight shapes (frames
 shift/scale), follow the cache, also for a checkpoint converted with another preset's frame count
 (`fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
 must match it. The original freezes only the vision tower and the VAE, which are not part of
-this model, so every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and mask_token.
+this model, so by default every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and
+mask_token (`model.train_parts` and `model.lora` narrow it: ross3d.train.parts, ross3d.train.lora).
 
 `<ground>`/`<coord>` are added when the tokenizer lacks them (a converted LLaVA-Video folder that predates them, a
 fresh tokenizer), with their rows at the mean of the existing rows as the original's training script; the
