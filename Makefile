@@ -43,7 +43,8 @@ test: setup
 FAST_TESTS := tests/test_chat.py tests/test_config_tree.py tests/test_eval_metrics.py tests/test_model_parts.py \
 	tests/test_sampler.py tests/test_sens.py tests/test_scene.py tests/test_render.py tests/test_cache_store.py \
 	tests/test_cache_units.py tests/test_prep_scannet_units.py tests/test_prep_qa.py tests/test_prep_qa_problems.py \
-	tests/test_safe_pickle.py tests/test_docs.py tests/test_packaging.py tests/test_tokenizer.py
+	tests/test_safe_pickle.py tests/test_docs.py tests/test_packaging.py tests/test_tokenizer.py \
+	tests/test_eval_baselines.py
 FAST_SELECT := -k "not pycocoevalcap and not cli and not jvm and not meteor"
 test-fast: setup
 	$(VENV)/bin/pytest $(FAST_TESTS) $(FAST_SELECT) $(PYTEST_ARGS)

@@ -23,8 +23,15 @@ scaled up; default 600 frames, so 60 candidates at stride 10). Rows, same input 
   --base-options (PrepOptions fields as JSON), the switches that reproduce REV's defaults: before the original's
   inputs became the defaults (b6204bf and earlier) that is '{"exclude_zero_depth": true, "max_coverage_order":
   "greedy"}', the default of --base-options.
+- fused meshes (`--fuse-mesh`, ross3d.prep.fusion): the whole prep of the scene without its mesh against the
+  mesh path, warm, in fresh processes: seconds, the fusion stage, peak RSS, fused triangles. Quality on
+  synthetic rooms (`ross3d synth`: 3 scenes of 300 frames, stride 10, 8 selected frames): the fused BEV against
+  the scan-mesh BEV in world coordinates (valid-mask IoU, precision, recall, colour error in levels,
+  tests/fused_compare.py) and the scan-mesh voxels seen by max-coverage on the fused mesh against max-coverage on
+  the scan mesh (and uniform, for scale). `--only fusion` runs just these (default 300 frames: ScanNet-sized,
+  every 10th kept).
 Usage: .venv/bin/python bench/prep.py [--frames 600] [--workdir DIR] [--scenes 6] [--base-rev b6204bf]
-       [--base-options JSON]
+       [--base-options JSON] [--only fusion]
 """
 
 from __future__ import annotations
@@ -186,10 +193,33 @@ def many_scenes(scans: Path, out: str) -> dict:
     return {"seconds": time.perf_counter() - start, "ok": len(report.ok), "failed": len(report.failed)}
 
 
+def _peak_rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()  # VmHWM: peak RSS of this process image (ru_maxrss survives exec)
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def fused_prep(scans: Path, out: Path) -> dict:
+    """`prep_scannet` of scene0000_00 with --fuse-mesh (`scans` lacks the mesh) or without (it has it), cold then
+    warm in this process: warm seconds, its stage timings, mesh and BEV sources, peak RSS."""
+    from ross3d.prep.options import PrepOptions
+    from ross3d.prep.run import prep_scannet
+
+    fuse = not (scans / "scene0000_00" / "scene0000_00_vh_clean_2.ply").exists()
+    for name in ("cold", "warm"):
+        start = time.perf_counter()
+        report = prep_scannet(scans, out / name, PrepOptions(fuse_mesh=fuse), scenes=["scene0000_00"], resume=False)
+        seconds = time.perf_counter() - start
+        assert report.ok == ["scene0000_00"], report.failed
+    scene = json.loads((out / "warm" / "manifest.json").read_text())["scenes"]["scene0000_00"]
+    return {"seconds": seconds, "timings": scene["timings"], "mesh_source": scene["mesh_source"],
+            "rss_mib": _peak_rss_mib()}
+
+
 def child(stage: str, sens: str, out: str) -> None:
     """Run one stage in this process and print seconds and peak RSS (MiB) as JSON (imports not timed)."""
     small = {"bev": lambda: bev_stage(Path(sens), int(out)), "import": lambda: open3d_import(sens),
-             "prep": lambda: whole_prep(Path(sens), Path(out)), "many": lambda: many_scenes(Path(sens), out)}
+             "prep": lambda: whole_prep(Path(sens), Path(out)), "many": lambda: many_scenes(Path(sens), out),
+             "fused": lambda: fused_prep(Path(sens), Path(out))}
     if stage in small:
         print(json.dumps(small[stage]()))
         return
@@ -205,9 +235,7 @@ def child(stage: str, sens: str, out: str) -> None:
     start = time.perf_counter()
     fn(Path(sens), Path(out) / "timed")
     seconds = time.perf_counter() - start
-    status = Path("/proc/self/status").read_text()  # VmHWM: peak RSS of this process image (ru_maxrss survives exec)
-    peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-    print(json.dumps({"seconds": seconds, "rss_mib": peak_kib / 1024}))
+    print(json.dumps({"seconds": seconds, "rss_mib": _peak_rss_mib()}))
 
 
 def run_child(stage: str, sens: Path, out: Path | str, repeats: int, code: Path | None = None,
@@ -216,7 +244,7 @@ def run_child(stage: str, sens: Path, out: Path | str, repeats: int, code: Path 
     `code` puts another ross3d first on the path; `options` (JSON) are the PrepOptions fields of a whole prep."""
     runs = []
     for _ in range(repeats):
-        if stage not in ("bev", "import", "many"):
+        if stage not in ("bev", "import", "many", "fused"):
             shutil.rmtree(out, ignore_errors=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", OPTIONS_ENV: options}
         if code is not None:
@@ -351,9 +379,88 @@ def coverage_rows(paths, frames_n: int) -> list[tuple]:
             ("max-coverage incl. per-frame voxels (s)", orig_vox + orig_greedy, our_vox + our_greedy, "")]
 
 
+def fusion_rows(scans: Path, work: Path, frames_n: int) -> list[str]:
+    """Table lines: the scene's whole prep without its mesh (--fuse-mesh) against the mesh path."""
+    meshless = work / "scans_meshless" / "scene0000_00"
+    meshless.mkdir(parents=True, exist_ok=True)
+    for pattern in SCENE_FILES:
+        name = pattern.format(s="scene0000_00")
+        if not name.endswith(".ply") and not (meshless / name).exists():
+            os.link(scans / "scene0000_00" / name, meshless / name)
+    mesh = run_child("fused", scans, work / "prep_mesh_path", 2)
+    fused = run_child("fused", meshless.parent, work / "prep_fused", 2)
+    assert fused["mesh_source"] == "fused" and mesh["mesh_source"] == "scan", (mesh, fused)
+    from ross3d.prep.options import PrepOptions
+
+    opts = PrepOptions()
+    lines = [f"fused mesh vs scan mesh, {frames_n} frames 1296x968 + 640x480, stride {STRIDE} "
+             f"({-(-frames_n // STRIDE)} kept), voxel {opts.fuse_voxel_size} m, truncation {opts.fuse_trunc} m; "
+             "warm whole prep, best of 2 fresh processes",
+             f"| {'measure':<40} | {'scan mesh':>10} | {'fused':>10} |", f"|{'-' * 42}|{'-' * 12}|{'-' * 12}|"]
+    t_mesh, t_fused = mesh["timings"], fused["timings"]
+    for name, a, b in (("whole prep (s)", mesh["seconds"], fused["seconds"]),
+                       ("fusion stage (s)", t_mesh["fusion"], t_fused["fusion"]),
+                       ("inputs stage: mesh, annotations (s)", t_mesh["inputs"], t_fused["inputs"]),
+                       ("voxels stage (s)", t_mesh["voxels"], t_fused["voxels"]),
+                       ("bev stage (s)", t_mesh["bev"], t_fused["bev"]),
+                       ("peak RSS of the process (MiB)", mesh["rss_mib"], fused["rss_mib"])):
+        lines.append(f"| {name:<40} | {a:>10.2f} | {b:>10.2f} |")
+    return lines
+
+
+def fusion_quality_lines(work: Path) -> list[str]:
+    """Fused against scan meshes on synthetic rooms: BEV agreement and max-coverage's real-mesh coverage."""
+    from fused_compare import compare, real_voxels_covered
+    from ross3d.prep.options import PrepOptions
+    from ross3d.prep.run import prep_scannet
+    from ross3d.synth.scenes import generate_synthetic_dataset
+
+    synth = work / "synth"
+    generate_synthetic_dataset(synth, n_scenes=3, n_frames=300, seed=0)
+    scans = synth / "scans"
+    meshless = work / "synth_meshless"
+    if not meshless.exists():
+        shutil.copytree(scans, meshless, ignore=shutil.ignore_patterns("*_vh_clean_2.ply"))
+    opts = dict(frame_stride=STRIDE, num_frames=8)
+    real = prep_scannet(scans, work / "synth_prep_real", PrepOptions(**opts), resume=False)
+    fused = prep_scannet(meshless, work / "synth_prep_fused", PrepOptions(**opts, fuse_mesh=True), resume=False)
+    assert not real.failed and not fused.failed, (real.failed, fused.failed)
+    lines = ["fused vs scan mesh on synthetic rooms (320x240 + 160x120, 300 frames, stride 10, 8 selected): BEV in "
+             "world coordinates; scan-mesh voxels seen by the selected frames",
+             "| scene | IoU | precision | recall | colour error | max-cov fused / max-cov scan "
+             "| uniform / max-cov scan |",
+             "|---|---|---|---|---|---|---|"]
+
+    def bev(prep, scene_id):
+        import zarr
+
+        z = zarr.open_group(prep / "scenes" / scene_id / "arrays.zarr", mode="r")
+        return z["bev/rgb"][:], z["bev/valid"][:], z["bev/bounds"][:]
+
+    for scene_id in sorted(real.ok):
+        m = compare(*bev(work / "synth_prep_fused", scene_id), *bev(work / "synth_prep_real", scene_id))
+        cov = {(p, s): real_voxels_covered(scans, work / p, scene_id, s) for p, s in (
+            ("synth_prep_fused", "max-coverage"), ("synth_prep_real", "max-coverage"), ("synth_prep_real", "uniform"))}
+        best = cov[("synth_prep_real", "max-coverage")]
+        lines.append(f"| {scene_id} | {m['iou']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{m['colour_error']:.1f} | {cov[('synth_prep_fused', 'max-coverage')] / best:.3f} | "
+                     f"{cov[('synth_prep_real', 'uniform')] / best:.3f} |")
+    return lines
+
+
+def fusion_main(work: Path, frames_n: int) -> None:
+    t0 = time.perf_counter()
+    scans = make_scene(work, frames_n)
+    print(f"scene generated in {time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs "
+          f"(load average {os.getloadavg()[0]:.1f})\n")
+    print("\n".join(fusion_rows(scans, work, frames_n)) + "\n")
+    print("\n".join(fusion_quality_lines(work)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--frames", type=int, default=None, help="frames of the scene (600; 300 with --only fusion)")
+    parser.add_argument("--only", choices=["fusion"], default=None, help="only the fused-mesh rows")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--scenes", type=int, default=6, help="scenes of the many-scene run")
     parser.add_argument("--base-rev", default=None, help="git revision whose PREP output must be identical")
@@ -366,6 +473,12 @@ def main() -> None:
     from ross3d.scannet.scene import scan_paths
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ross3d-bench-prep-"))
+    if args.only == "fusion":
+        fusion_main(work, args.frames or 300)
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    args.frames = args.frames or 600
     t0 = time.perf_counter()
     scans = make_scene(work, args.frames)
     paths = scan_paths(scans, "scene0000_00")
@@ -446,6 +559,8 @@ def main() -> None:
         speed = f"{a / b:,.1f}x" if np.isfinite(a) and "RSS" not in name else ""
         a_txt = "-" if not np.isfinite(a) else f"{a:,.3f}" if a < 100 else f"{a:,.0f}"
         print(f"| {name:<52} | {a_txt:>12} | {b:>9,.3f} | {speed:>8} | {note}")
+    print("\n" + "\n".join(fusion_rows(scans, work, args.frames)) + "\n")
+    print("\n".join(fusion_quality_lines(work)))
     if code is not None:
         differ = prep_differences(work / "prep_base" / "warm", work / "prep" / "warm")
         print(f"\nPREP output of {args.base_rev} vs this code, same scene, timings aside: "

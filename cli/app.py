@@ -50,8 +50,8 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the modules themselves import only typer at import time.
-COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "eval", "eval_run", "inspect", "model", "cache", "train",
-                   "visualize"]
+COMMAND_MODULES = ["synth", "prep", "prep_scannet", "prep_qa", "prep_vision_only", "eval", "eval_run", "inspect", "model",
+                   "cache", "train", "visualize"]
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""The `ross3d prep` command group; its subcommands live in prep_scannet.py and prep_qa.py."""
+"""The `ross3d prep` command group; its subcommands live in prep_scannet.py, prep_qa.py and prep_vision_only.py."""
 
 import typer
 

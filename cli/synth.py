@@ -27,22 +27,29 @@ def synth_scannet(
     color_size: str = typer.Option("320x240", help="Colour frame size WxH (real ScanNet: 1296x968)."),
     depth_size: str = typer.Option("160x120", help="Depth frame size WxH (real ScanNet: 640x480)."),
     export: str = typer.Option("", "--export", help="posed-images: also write OUT_DIR/posed_images, "
-                               "embodiedscan/, bev/<scene>/view_0.jpg and metadata/ as the original's data."),
+                               "embodiedscan/, bev/<scene>/view_0.jpg and metadata/ as the original's data; "
+                               "posed-rgbd: also write OUT_DIR/rgbd/ in the generic posed RGB-D layout."),
 ) -> None:
     """Rooms with furniture as real ScanNet scans (.sens, mesh, alignment, aggregation) plus ScanQA, SQA3D,
     ScanRefer and Multi3DRefer annotations generated from the scenes."""
     from ross3d.synth.scenes import generate_synthetic_dataset
     from ross3d_cli.console import RichProgress, console, user_errors
 
-    if export not in ("", "posed-images"):
-        raise typer.BadParameter(f"--export must be posed-images, got {export!r}")
+    if export not in ("", "posed-images", "posed-rgbd"):
+        raise typer.BadParameter(f"--export must be posed-images or posed-rgbd, got {export!r}")
     with user_errors(), RichProgress() as progress:
         ids = generate_synthetic_dataset(out_dir, scenes, frames, seed, _size(color_size), _size(depth_size), progress)
     if ids is None:
         console.print(f"{out_dir}: already generated with these settings")
     else:
         console.print(f"wrote {len(ids)} scenes to {out_dir / 'scans'} and annotations to {out_dir / 'benchmarks'}")
-    if export:
+    if export == "posed-rgbd":
+        from ross3d.synth.rgbd_export import export_posed_rgbd
+
+        with user_errors(), RichProgress() as progress:
+            exported = export_posed_rgbd(out_dir / "scans", out_dir, progress=progress)
+        console.print(f"exported {len(exported)} scenes in the posed RGB-D layout: {out_dir / 'rgbd'}")
+    if export == "posed-images":
         from ross3d.synth.posed_export import export_posed_images, scannet_splits
 
         with user_errors(), RichProgress() as progress:

@@ -87,6 +87,12 @@ class ChatEncoder:
             supervised += [role == "assistant"] * len(ids)
         return self._labelled(input_ids, supervised)
 
+    def encode_vision_only(self, spatial_instruction: bool = False) -> Encoded:
+        """A vision-only training sample (docs/vision-only.md): the system turn and a user turn holding only the
+        image (and the spatial sentence when the run uses it), no assistant turn, and nothing supervised."""
+        input_ids = self.encode([{"from": "human", "value": IMAGE_MARKER}], spatial_instruction).input_ids
+        return Encoded(input_ids, [IGNORE_INDEX] * len(input_ids))
+
     def _eval_user(self, text: str, spatial_instruction: bool) -> list[int]:
         """The evaluation user turn: pieces around `<image>` tokenised apart, a "\\n" token after each image."""
         if spatial_instruction:

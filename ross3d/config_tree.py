@@ -180,7 +180,7 @@ def _flow(value: Any) -> str:
     """One value as inline YAML."""
     import yaml
 
-    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False).strip()[1:-1]
+    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=float("inf")).strip()[1:-1]
 
 
 def annotated_yaml(config: Any, defaults: Any, indent: int = 0) -> str:
@@ -189,8 +189,10 @@ def annotated_yaml(config: Any, defaults: Any, indent: int = 0) -> str:
     for f in dataclasses.fields(config):
         value, default = getattr(config, f.name), getattr(defaults, f.name)
         head = f"{'  ' * indent}{f.name}:"
-        if dataclasses.is_dataclass(value):
-            lines += [head, annotated_yaml(value, default, indent + 1)]
+        if dataclasses.is_dataclass(value):  # an optional section set where its default is None: `# default: null`
+            lines += [head + ("" if default is not None else "  # default: null"),
+                      annotated_yaml(value, value if default is None else default, indent + 1)]
         else:
-            lines.append(f"{head} {_flow(value)}" + ("" if value == default else f"  # default: {_flow(default)}"))
+            shown = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+            lines.append(f"{head} {_flow(value)}" + ("" if value == default else f"  # default: {_flow(shown)}"))
     return "\n".join(lines)

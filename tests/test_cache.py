@@ -63,7 +63,7 @@ def test_contract_layout_and_copies(built):
         mine = [o for o in objects if o["scene_id"] == scene_id]
         np.testing.assert_array_equal(group["objects/object_ids"][...], [o["object_id"] for o in mine])
         np.testing.assert_array_equal(group["objects/boxes"][...], np.asarray([o["box"] for o in mine], np.float32))
-        assert group["bev/vae_mean"].shape == (16, 8, 8) and group["bev/valid27"].shape == (27, 27)
+        assert group["bev/vae_mean"].shape == (16, 8, 8) and group["bev/valid27"].shape == (4, 4)
         assert group["bev/vae_mean"].attrs["scaling_factor"] == pytest.approx(0.3611)
         assert group["bev/vae_mean"].attrs["shift_factor"] == pytest.approx(0.1159)
         for strategy in STRATEGIES:
@@ -115,9 +115,11 @@ def test_latents_and_features_equal_direct_calls(built):
         dist = vae.encode(((bev - 0.5) / 0.5).clamp(-1, 1)).latent_dist
         np.testing.assert_allclose(cached["bev/vae_mean"], dist.mean[0].numpy(), rtol=1e-4, atol=5e-5)
         np.testing.assert_allclose(cached["bev/vae_logvar"], dist.logvar[0].numpy(), rtol=1e-4, atol=5e-5)
-        mask = torch.nn.functional.interpolate(bev, size=(27, 27), mode="bilinear").mean(1)[0] > 0
-    np.testing.assert_array_equal(cached["bev/valid27"], mask.numpy())
-    assert 0 < mask.sum() < 27 * 27
+    # the 64 px BEV's mask lies on the 4x4 cells of its 8x8 latent: a bilinear resize (align_corners False) to 4
+    # samples at 16 i + 7.5, the mean of pixels 16 i + 7 and 16 i + 8 (each way); a cell is valid if any is not black
+    mask = np.array([[bev_rgb[16 * i + 7:16 * i + 9, 16 * j + 7:16 * j + 9].any() for j in range(4)] for i in range(4)])
+    np.testing.assert_array_equal(cached["bev/valid27"], mask)
+    assert 0 < mask.sum() < 16
 
 
 def test_changed_vae_is_refused_then_rebuilt(built, tmp_path):
@@ -175,6 +177,57 @@ def test_verify_catches_corrupted_chunk(built, tmp_path):
     assert f"{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch" in bad.output
 
 
+def _as_sha256_records(cache: Path) -> None:
+    """Rewrite a cache as caches written before CRC32C were: sha256 per array in scene.json and the manifest, the
+    index checksums over the sha256 lines (docs/data-format.md, computed here from that text)."""
+    import hashlib
+
+    import pyarrow as pa
+
+    manifest = json.loads((cache / "manifest.json").read_text())
+    for scene_id in SCENES:
+        record_path = cache / "cache.zarr" / scene_id / "scene.json"
+        record = json.loads(record_path.read_text())
+        group = zarr.open_group(cache / "cache.zarr" / scene_id, mode="r")
+        for key, entry in record["arrays"].items():
+            value = group[key][...]
+            header = f"{value.dtype.str}{value.shape}".encode()
+            del entry["crc32c"]
+            entry["sha256"] = hashlib.sha256(header + np.ascontiguousarray(value).tobytes()).hexdigest()
+            manifest["scenes"][scene_id]["checksums"][key] = entry["sha256"]
+        record_path.write_text(json.dumps(record))
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    rows = pq.read_table(cache / "index.parquet").to_pylist()
+    for row in rows:
+        arrays = manifest["scenes"][row["scene_id"]]["checksums"]
+        lines = "\n".join(f"{k}={arrays[k]}" for k in row["arrays"])
+        row["checksum"] = hashlib.sha256(lines.encode()).hexdigest()
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(cache / "index.parquet")), cache / "index.parquet")
+
+
+def test_caches_with_sha256_records_still_verify_and_read(built, tmp_path):
+    """Records of caches written before CRC32C hold sha256: verify and the trainer's checked read accept them and
+    still catch a changed byte."""
+    from ross3d.errors import InputError
+
+    _, cache = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    _as_sha256_records(copy)
+    assert "crc32c" not in (copy / "cache.zarr" / SCENES[0] / "scene.json").read_text()
+    ok = runner.invoke(app, ["verify", str(copy)])
+    assert ok.exit_code == 0 and "0 problems" in ok.output, ok.output
+    CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+    chunk = next(p for p in (copy / "cache.zarr" / SCENES[0] / "bev/vae_mean/c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[8] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["verify", str(copy)])
+    assert bad.exit_code == 1 and f"{SCENES[0]}: bev/vae_mean: checksum mismatch" in bad.output
+    with pytest.raises(InputError, match="bev/vae_mean: checksum mismatch"):
+        CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+
+
 def test_resume_after_sigkill(built, tmp_path):
     inputs, cache = built
     out = tmp_path / "cache"
@@ -226,12 +279,20 @@ def test_torchrun_two_ranks_share_scenes(built, tmp_path):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=5e-5)
 
 
-def test_training_refuses_a_cache_of_bev_renders_other_than_432(built):
-    """This module's cache has 64 px BEVs (8x8 latent): verify accepts it, training refuses it before step 1."""
+def test_a_cache_of_64_px_bev_renders_sizes_the_model_and_an_old_27x27_mask_is_refused(built, tmp_path):
+    """This module's cache has 64 px BEVs: an 8x8 latent and a 4x4 mask, which size the model's BEV grid. A cache
+    written before the mask followed the BEV size (a 27x27 mask beside the 8x8 latent) is refused before step 1."""
     from ross3d.errors import InputError
     from ross3d.train.model_setup import cache_sizes
 
     _, cache = built
-    assert CacheReader(cache).load_scene(SCENES[0], "uniform")["bev/vae_mean"].shape[1:] == (8, 8)
-    with pytest.raises(InputError, match=r"BEV latent 8x8 does not group to the 27x27 BEV grid: .*--bev-size 432"):
-        cache_sizes(cache, "uniform")
+    assert cache_sizes(cache, "uniform")["bev_latent_grid"] == 8
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    group = zarr.open_group(copy / "cache.zarr" / SCENES[0] / "bev", mode="r+")
+    group.create_array("valid27", shape=(27, 27), dtype=bool, overwrite=True)[...] = np.ones((27, 27), bool)
+    with pytest.raises(InputError, match=r"BEV latent 8x8 does not group to the 27x27 BEV mask .*cache-latents "
+                                         r"--rebuild"):
+        cache_sizes(copy, "uniform")
+    bad = " ".join(runner.invoke(app, ["verify", str(copy)]).output.split())  # rich wraps long lines
+    assert "bev/valid27: shape (27, 27) breaks the contract (V=8, objects=" in bad and "BEV mask 4x4)" in bad

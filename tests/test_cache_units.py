@@ -44,6 +44,16 @@ def test_bev_mask_drops_black_cells():
     assert mask.shape == (27, 27) and mask[:, -1].all() and not mask[:, 0].any()
 
 
+def test_bev_mask_lies_on_the_latent_cells_and_432_px_keeps_the_fingerprint():
+    from ross3d.cache.preprocess import PARAMS, bev_params
+    from ross3d.errors import InputError
+
+    assert bev_params(432, 8, "m.json") == PARAMS and PARAMS.mask_size == 27  # 432 / 8 = 54 latent, 27 cells
+    assert bev_params(64, 8, "m.json").mask_size == 4 and bev_params(96, 4, "m.json").mask_size == 12
+    with pytest.raises(InputError, match=r"m.json: BEV renders of 72 px .* use a multiple of 16"):
+        bev_params(72, 8, "m.json")
+
+
 def test_bf16_storage_is_torchs_rounding():
     x = torch.randn(1000) * torch.logspace(-30, 30, 1000)
     bits = bf16_bits(x)

@@ -29,8 +29,11 @@ def test_answer_files_in_the_original_format(evaluated):
     for bench in BENCHMARKS:
         lines = [json.loads(x) for x in (out / bench / "answers.jsonl").read_text().splitlines()]
         assert len(lines) == 4, bench
-        assert {"dataset", "video", "sample_id", "prompt", "pred_response", "gt_response", "model_id",
-                "question_type"} <= set(lines[0]) or bench == "multi3drefer"
+        # Multi3DRefer lines hold the candidates' scores instead of one predicted box (scored by eval score)
+        answer_keys = {"scores", "objects"} if bench == "multi3drefer" else {"pred_response"}
+        for line in lines:
+            assert {"dataset", "video", "sample_id", "prompt", "gt_response", "model_id", "question_type",
+                    *answer_keys} <= set(line), (bench, sorted(line))
         assert all(line["video"].startswith("scannet/scene") for line in lines)
     refer = [json.loads(x) for x in (out / "scanrefer" / "answers.jsonl").read_text().splitlines()]
     assert all(len(line["pred_response"]) == 6 and len(line["gt_response"]) == 6 for line in refer)
@@ -53,6 +56,27 @@ def test_metrics_and_baselines_have_the_documented_keys(evaluated):
             assert metrics["n"] == 4, (bench, name)
             assert all(0.0 <= metrics[k] <= upper.get(k, 100.0) for k in expected), (bench, name, metrics)
         assert (out / bench / "METRICS.csv").is_file()
+
+
+def _iou_by_hand(a: list[float], b: list[float]) -> float:
+    """Axis-aligned IoU of two (cx, cy, cz, dx, dy, dz) boxes, overlap per axis (docs/original-data.md A.4)."""
+    inter = 1.0
+    for axis in range(3):
+        lo = max(a[axis] - a[axis + 3] / 2, b[axis] - b[axis + 3] / 2)
+        hi = min(a[axis] + a[axis + 3] / 2, b[axis] + b[axis + 3] / 2)
+        inter *= max(hi - lo, 0.0)
+    return inter / (a[3] * a[4] * a[5] + b[3] * b[4] * b[5] - inter + 1e-8)
+
+
+def test_scanrefer_metrics_are_the_answer_files_accuracy(evaluated):
+    """METRICS.json of ScanRefer is the share of answer lines whose box reaches the IoU threshold, recomputed here
+    from the answer file with an IoU written out per axis."""
+    out, _, _ = evaluated
+    lines = [json.loads(x) for x in (out / "scanrefer" / "answers.jsonl").read_text().splitlines()]
+    ious = [_iou_by_hand(line["pred_response"], line["gt_response"]) for line in lines]
+    metrics = json.loads((out / "scanrefer" / "METRICS.json").read_text())
+    for t in (0.25, 0.5):
+        assert metrics[f"all/Acc@{t}"] == pytest.approx(100 * sum(i >= t for i in ious) / len(ious))
 
 
 @pytest.mark.parametrize("bench", ["sqa3d", "scanrefer", "multi3drefer"])

@@ -31,7 +31,7 @@ def test_floors_file_pins_every_declared_lower_bound():
         name, floor = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", spec).groups()
         if not (name == "open3d" and "open3d-cpu" in declared):  # one wheel per platform, the same floor
             declared[name] = floor
-    assert declared.get("open3d-cpu") == "0.19" and "tokenizers" in declared
+    assert declared.get("open3d-cpu") == "0.20" and "tokenizers" in declared
     assert tuple(map(int, declared["torch"].split("."))) >= (2, 3)  # torch.uint16
     floors = _floors()
     assert set(floors) == set(declared)

@@ -86,8 +86,8 @@ def test_tables_contract(prepared):
     manifest = json.loads((prep / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["options"] == OPTIONS.to_dict()
     assert manifest["options_fingerprint"] == OPTIONS.fingerprint()
-    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"inputs", "sens_read", "voxels", "selection", "geometry",
-                                                           "objects", "bev", "write"}
+    assert set(manifest["scenes"][GOOD[0]]["timings"]) == {"inputs", "sens_read", "fusion", "voxels", "selection",
+                                                           "geometry", "objects", "bev", "write"}
     assert manifest["scenes"][BAD]["status"] == "failed"
     assert (prep / "previews" / f"{GOOD[0]}_bev.png").is_file()
 

@@ -1,6 +1,8 @@
 """Pure pieces of `prep scannet`: selection against a set-based greedy, geometry and membership against direct
 per-pixel numpy, the BEV face filter and pixel convention."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -190,6 +192,23 @@ def test_membership_matches_per_patch_count():
         assert got[0, v, i, j] == (inside.sum() >= 98)
 
 
+def test_membership_hand_cases_at_the_half_patch_threshold():
+    """One view, every pixel outside the box except in four patches of the first row, counted by hand: 196 inside;
+    exactly 98 inside (the original's int(14*14*0.5)); 97 inside; 196 inside of which 99 have no valid point."""
+    pts = np.full((1, 384, 384, 3), 9.0, np.float32)
+    ok = np.ones((1, 384, 384), bool)
+    first = np.arange(196).reshape(14, 14)  # row-major pixel number inside a patch
+    pts[0, :14, 0:14] = 0.0
+    pts[0, :14, 14:28][first < 98] = 0.0
+    pts[0, :14, 28:42][first < 97] = 0.0
+    pts[0, :14, 42:56] = 0.0
+    ok[0, :14, 42:56][first < 99] = False
+    got = membership(pts, ok, np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]], np.float32))
+    expected = np.zeros((1, 1, 27, 27), bool)
+    expected[0, 0, 0, 0] = expected[0, 0, 0, 1] = True
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_bev_pixel_convention_and_square_bounds():
     verts = np.array([[0.0, 0, 0], [4.0, 2.0, 1.0]])
     xmin, ymin, xmax, ymax = square_bounds(verts, margin=0.05)
@@ -210,7 +229,28 @@ def test_bev_face_filter_drops_ceiling_and_hanging_fragments():
 
 
 def test_options_fingerprint_and_validation():
-    assert PrepOptions().fingerprint() == PrepOptions().fingerprint()
+    # the documented fingerprint of a default `.sens` run: sha256 of the sorted-key JSON of the format version and
+    # the options, 16 hex digits (a change here re-prepares every user's PREP_DIR)
+    text = ('{"bev_size": 432, "exclude_zero_depth": false, "format_version": 1, "frame_stride": 10, '
+            '"max_coverage_order": "frame", "num_frames": 32, "seed": 0}')
+    assert PrepOptions().fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert PrepOptions(num_frames=16).fingerprint() != PrepOptions().fingerprint()
     with pytest.raises(ConfigError, match="frame-stride"):
         PrepOptions(frame_stride=0)
+
+
+def test_fusion_options_leave_plain_fingerprints_alone():
+    """Without --fuse-mesh the fingerprint is the sha256 of the options as they were before fusion existed, so
+    committed scenes are reused; with it the fusion options enter the fingerprint and are checked."""
+    import hashlib
+    import json
+
+    before = {"format_version": 1, "frame_stride": 10, "num_frames": 32, "bev_size": 432, "seed": 0,
+              "exclude_zero_depth": False, "max_coverage_order": "frame"}
+    assert PrepOptions().fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert PrepOptions(fuse_voxel_size=0.02).fingerprint() == PrepOptions().fingerprint()
+    fused = PrepOptions(fuse_mesh=True)
+    assert fused.to_dict()["fuse_trunc"] == 0.12 and fused.fingerprint() != PrepOptions().fingerprint()
+    assert PrepOptions(fuse_mesh=True, fuse_voxel_size=0.02).fingerprint() != fused.fingerprint()
+    with pytest.raises(ConfigError, match="fuse-trunc"):
+        PrepOptions(fuse_mesh=True, fuse_voxel_size=0.05, fuse_trunc=0.01)

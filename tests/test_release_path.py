@@ -325,7 +325,7 @@ def test_every_stage_reads_a_slow_tokenizer_and_adds_missing_tokens(release, tmp
     folder.mkdir()
     shutil.copy2(work / "models" / "llava-video-7b" / "model.safetensors", folder / "model.safetensors")
     config = json.loads((work / "models" / "llava-video-7b" / "config.json").read_text())
-    config["ross3d"] |= {"ground_token_id": -1, "coord_token_id": -1}
+    config |= {"ground_token_id": -1, "coord_token_id": -1}
     (folder / "config.json").write_text(json.dumps(config))
     ids = write_slow_tokenizer(folder)
     assert read_config(folder).ground_token_id == -1

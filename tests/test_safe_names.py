@@ -100,7 +100,8 @@ def test_selection_and_box_file_scene_ids(tmp_path):
 
 
 def test_prep_tables_read_by_cache(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"options_fingerprint": "0" * 16}))
+    manifest = {"options_fingerprint": "0" * 16, "options": {"bev_size": 432}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     pq.write_table(pa.table({"scene_id": ["scene0000_00", "../outside"], "depth_width": [4, 4],
                              "depth_height": [3, 3], "status": ["ok", "ok"]}), tmp_path / "scenes.parquet")
     with pytest.raises(InputError) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -166,3 +167,49 @@ def test_garbled_frame_sizes(stream):
 def test_missing_file(tmp_path):
     with pytest.raises(SensError, match="cannot open"):
         SensReader(tmp_path / "absent.sens")
+
+
+def test_a_stream_packed_field_by_field_from_the_documented_layout(tmp_path):
+    """Bytes built here one field at a time from docs/original-data.md B.2, not by SensWriter: a 3-frame stream
+    with a sensor name, distinct calibration matrices, a -inf pose, zlib depth and trailing bytes after the last
+    frame (which the layout says are ignored)."""
+    rng = np.random.default_rng(7)
+    cw, ch, dw, dh = 32, 24, 8, 6
+    mats = [np.arange(16, dtype=np.float32) + 100 * m for m in range(4)]
+    out = bytearray()
+    out += struct.pack("<I", 4)
+    out += struct.pack("<Q", len(b"StructureSensor")) + b"StructureSensor"
+    for m in mats:
+        out += struct.pack("<16f", *m.tolist())
+    out += struct.pack("<i", 2) + struct.pack("<i", 1)  # jpeg colour, zlib ushort depth
+    out += struct.pack("<I", cw) + struct.pack("<I", ch) + struct.pack("<I", dw) + struct.pack("<I", dh)
+    out += struct.pack("<f", 1000.0) + struct.pack("<Q", 3)
+    frames = []
+    for i in range(3):
+        pose = np.full(16, -np.inf, np.float32) if i == 1 else (np.arange(16, dtype=np.float32) * (i + 1))
+        color = cv2.imencode(".jpg", rng.integers(0, 255, (ch, cw, 3), dtype=np.uint8))[1].tobytes()
+        depth = rng.integers(0, 5000, (dh, dw)).astype("<u2")
+        packed = zlib.compress(depth.tobytes())
+        out += struct.pack("<16f", *pose.tolist())
+        out += struct.pack("<Q", 10 + i) + struct.pack("<Q", 20 + i)
+        out += struct.pack("<Q", len(color)) + struct.pack("<Q", len(packed))
+        out += color + packed
+        frames.append((pose.reshape(4, 4), color, depth))
+    out += b"trailing bytes after the last frame"
+    path = tmp_path / "hand.sens"
+    path.write_bytes(bytes(out))
+
+    with SensReader(path) as reader:
+        h = reader.header
+        assert h.sensor_name == "StructureSensor" and h.num_frames == 3 and h.depth_shift == 1000.0
+        assert h.color_size == (cw, ch) and h.depth_size == (dw, dh)
+        for got, want in zip((h.intrinsic_color, h.extrinsic_color, h.intrinsic_depth, h.extrinsic_depth), mats,
+                             strict=True):
+            np.testing.assert_array_equal(got, want.reshape(4, 4))
+        read = list(reader.frames())
+    assert [f.index for f in read] == [0, 1, 2] and [f.valid for f in read] == [True, False, True]
+    for f, (pose, color, depth) in zip(read, frames, strict=True):
+        np.testing.assert_array_equal(f.pose, pose)
+        assert f.color_jpeg == color and f.depth.dtype == np.uint16
+        np.testing.assert_array_equal(f.depth, depth)
+    assert [(f.timestamp_color, f.timestamp_depth) for f in read] == [(10, 20), (11, 21), (12, 22)]

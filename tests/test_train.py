@@ -37,6 +37,13 @@ def _overrides(inputs, out: Path, *extra: str) -> list[str]:
             "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", *extra]
 
 
+def _spoil_records_after(log: Path, step: int) -> None:
+    """Overwrite the loss of every record after `step`, so the records a resumed run must write itself cannot
+    pass as the first run's (a resume that kept the old lines would otherwise compare equal)."""
+    records = read_log(log)
+    log.write_text("".join(json.dumps({**r, "loss": -1.0} if r["step"] > step else r) + "\n" for r in records))
+
+
 @pytest.fixture(scope="module")
 def zero2(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2")
@@ -54,6 +61,7 @@ def resumed(inputs, zero2):
     workers = out.parent / f"{out.name}-workers"
     workers.mkdir()
     (out / "checkpoints" / "latest_step").write_text("step_2")
+    _spoil_records_after(out / "log.jsonl", 2)
     args = ["train", str(ROOT / "configs/tiny.yaml"), "--resume"]
     for item in _overrides(inputs, out):
         args += ["--set", item]
@@ -129,10 +137,37 @@ def test_export_loads_as_a_model(zero2):
     assert model.config.ground_token_id >= 0 and model.config.coord_token_id >= 0
 
 
+def test_bev_renders_of_64_px_train(tmp_path):
+    """A --bev-size other than 432 trains: 64 px BEVs give an 8x8 latent (tiny VAE, 8x downsampling) grouped to a
+    4x4 mask, which sizes the model's BEV grid; the BEV loss is computed on it."""
+    from ross3d.model.checkpoint import load_model
+
+    small = build_train_inputs(tmp_path / "inputs", bev_size=64)
+    out = tmp_path / "run"
+    train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(small, out, "max_steps=2", "save_every=0",
+                                                                   "tensorboard=false", "data.num_workers=0")))
+    records = read_log(out / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    assert any(r["bev_loss"] > 0 for r in records)
+    model, _ = load_model(out / "checkpoints" / "final")
+    assert model.config.bev_latent_grid == 8 and model.config.bev_grid == 4
+
+
+def test_export_has_a_model_card_with_step_and_config(zero2):
+    """README.md of the export: the step the run ended at (4) and the run's config.yaml as its YAML block."""
+    import yaml
+
+    out = zero2["out"]
+    card = (out / "checkpoints" / "final" / "README.md").read_text()
+    assert "Exported at optimizer step 4." in card and "## Eval metrics" not in card  # no OUT/results yet
+    block = card.split("## Training config")[1].split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(block) == yaml.safe_load((out / "config.yaml").read_text())
+
+
 def test_resume_continues_the_loss_trajectory_exactly(zero2, resumed):
     before, after = zero2["records"], resumed["records"]
     assert [r["step"] for r in after] == [1, 2, 3, 4]
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "lr", "grad_norm", "task"):
             assert a[key] == b[key], (a["step"], key)
 
@@ -148,7 +183,7 @@ def test_zero3_trains_like_zero2(inputs, zero2, tmp_path):
     out = tmp_path / "zero3"
     train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out, "zero_stage=3", "save_every=0",
                                                                    "tensorboard=false")))
-    for a, b in zip(zero2["records"], read_log(out / "log.jsonl")):
+    for a, b in zip(zero2["records"], read_log(out / "log.jsonl"), strict=True):
         assert a["task"] == b["task"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
@@ -342,10 +377,11 @@ def test_scene_local_resume_continues_the_loss_trajectory_exactly(inputs, tmp_pa
     train(config)
     before = read_log(tmp_path / "log.jsonl")
     (tmp_path / "checkpoints" / "latest_step").write_text("step_2")
+    _spoil_records_after(tmp_path / "log.jsonl", 2)
     train(config, resume=True)
     after = read_log(tmp_path / "log.jsonl")
     assert [r["step"] for r in after] == [1, 2, 3, 4]
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         for key in ("loss", "lm_loss", "vm_loss", "bev_loss", "ground_loss", "grad_norm", "task"):
             assert a[key] == b[key], (a["step"], key)
     assert all(r["task"] in ("scanqa", "scan2cap", "scanrefer") for r in after)  # one task group per step
@@ -492,7 +528,7 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     import zarr
     from typer.testing import CliRunner
 
-    from ross3d.cache.store import array_checksum
+    from ross3d.cache.checksum import array_crc32c
     from ross3d.errors import InputError
     from ross3d_cli.app import app
 
@@ -503,10 +539,10 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     value[0, 3, 4] = np.nan
     arr[...] = value
     record = json.loads((scene / "scene.json").read_text())  # the checksums agree with the NaN bytes
-    record["arrays"]["bev/vae_mean"]["sha256"] = array_checksum(value)
+    record["arrays"]["bev/vae_mean"]["crc32c"] = array_crc32c(value)
     (scene / "scene.json").write_text(json.dumps(record))
     manifest = json.loads((cache / "manifest.json").read_text())
-    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = array_checksum(value)
+    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = f"crc32c:{array_crc32c(value)}"
     (cache / "manifest.json").write_text(json.dumps(manifest))
     verified = CliRunner().invoke(app, ["verify", str(cache)])
     assert verified.exit_code == 1 and "bev/vae_mean: 1 non-finite values" in verified.output
@@ -595,18 +631,37 @@ def test_sizes_that_are_no_weight_shape_follow_the_cache():
         fit_to_cache(preset("7b"), {**sizes, "vision_dim": 32}, "model.init: x")
 
 
+def test_max_coverage_training_and_checkpoint_pruning(inputs, tmp_path):
+    """A cache holding only the max-coverage selection trains (a silent fall-back to the uniform frames would find
+    nothing), and checkpoints every step with keep_checkpoints=2 leave exactly the two newest."""
+    from ross3d.cache import tiny
+    from ross3d.cache.run import CacheOptions, cache_latents
+
+    cache = tmp_path / "cache-max-coverage"
+    report = cache_latents(inputs["prep"], cache, inputs["vae"], tiny.save_tiny_siglip(tmp_path / "siglip", seed=0,
+                                                                                        hidden_size=32, num_layers=1),
+                           CacheOptions(strategies=("max-coverage",), device="cpu", batch_size=8, workers=1))
+    assert not report.failed
+    out = tmp_path / "run"
+    overrides = _overrides(inputs, out, "data.strategy=max-coverage", "save_every=1", "keep_checkpoints=2",
+                           "tensorboard=false")
+    overrides[1] = f"data.cache_dir={cache}"
+    train(load_train_config(ROOT / "configs/tiny.yaml", overrides))
+    assert [r["step"] for r in read_log(out / "log.jsonl")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_3", "step_4"]
+    assert (out / "checkpoints" / "final" / "model.safetensors").is_file()
+    assert (out / "checkpoints" / "latest_step").read_text().strip() == "step_4"
+
+
 def test_denoiser_lr_gives_the_denoiser_its_own_group():
     from ross3d.train.config import OptimConfig
-    from ross3d.train.engine import param_groups
+    from ross3d.train.optimizer import param_groups
 
     model = torch.nn.Module()
     model.llm, model.denoiser = torch.nn.Linear(3, 2), torch.nn.Linear(4, 5)  # (6 + 2) and (20 + 5) numbers
-    frozen = torch.nn.Linear(2, 2)
-    frozen.requires_grad_(False)
-    model.frozen = frozen
 
     def summary(optim):  # {(lr, weight decay): number of parameters}
-        return {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in param_groups(model, optim)}
+        return {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in param_groups(list(model.named_parameters()), optim)}
 
     assert summary(OptimConfig(lr=1e-3, weight_decay=0.1)) == {(1e-3, 0.1): 6 + 20, (1e-3, 0.0): 2 + 5}
     assert summary(OptimConfig(lr=1e-3, weight_decay=0.1, denoiser_lr=4e-3)) == {

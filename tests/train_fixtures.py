@@ -45,12 +45,13 @@ def _samples(prep: Path) -> list[Sample]:
     return rows
 
 
-def build_train_inputs(root: Path, num_frames: int = 8, siglip_width: int = 32) -> dict[str, Path]:
+def build_train_inputs(root: Path, num_frames: int = 8, siglip_width: int = 32,
+                       bev_size: int = PREP_OPTIONS.bev_size) -> dict[str, Path]:
     """PREP_DIR with samples.parquet and a complete CACHE_DIR with vision features (`siglip_width` wide)."""
     for i, scene_id in enumerate(SCENES):
         write_scene(root / "scans", scene_id, n_frames=max(20, 2 * num_frames + 6), seed=i)
     prep = root / "prep"
-    options = PrepOptions(frame_stride=PREP_OPTIONS.frame_stride, num_frames=num_frames, bev_size=PREP_OPTIONS.bev_size)
+    options = PrepOptions(frame_stride=PREP_OPTIONS.frame_stride, num_frames=num_frames, bev_size=bev_size)
     assert prep_scannet(root / "scans", prep, options).ok == SCENES
     vae = tiny.save_tiny_vae(root / "vae", seed=0)
     siglip = tiny.save_tiny_siglip(root / "siglip", seed=0, hidden_size=siglip_width, num_layers=1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ross3d import __version__
+from ross3d.cache.checksum import recorded
 from ross3d.cache.fingerprint import FORMAT_VERSION
 from ross3d.cache.store import read_record
 from ross3d.errors import InputError
@@ -32,8 +33,8 @@ def strategy_arrays(record: dict, strategy: str) -> list[str]:
 
 
 def row_checksum(record: dict, arrays: list[str]) -> str:
-    """sha256 over 'path=sha256' lines of the row's arrays."""
-    text = "\n".join(f"{k}={record['arrays'][k]['sha256']}" for k in arrays)
+    """sha256 over 'path=checksum' lines of the row's arrays (checksums as `ross3d.cache.checksum.recorded`)."""
+    text = "\n".join(f"{k}={recorded(record['arrays'][k])}" for k in arrays)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -60,7 +61,7 @@ def write_index_and_manifest(cache_dir: Path, tree: dict, digest: str, failed: d
             status[scene_id] = {"status": "missing", "error": "no committed scene with this fingerprint"}
         else:
             status[scene_id] = {"status": "ok", "error": None,
-                                "checksums": {k: v["sha256"] for k, v in record["arrays"].items()}}
+                                "checksums": {k: recorded(v) for k, v in record["arrays"].items()}}
             rows.extend(index_rows(record))
     if complete:
         write_table_atomic(cache_dir / "index.parquet", rows, INDEX_SCHEMA)

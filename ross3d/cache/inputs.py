@@ -32,6 +32,7 @@ class PrepScene:
 class PrepIndex:
     prep_dir: Path
     fingerprint: str
+    bev_size: int  # PREP's --bev-size: every scene's BEV is bev_size x bev_size
     scenes: list[PrepScene]
     failed: list[str] = field(default_factory=list)
 
@@ -49,8 +50,8 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
     manifest_path = prep_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
-        fingerprint = manifest["options_fingerprint"]
-    except (OSError, json.JSONDecodeError, KeyError) as err:
+        fingerprint, bev_size = manifest["options_fingerprint"], int(manifest["options"]["bev_size"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise InputError(manifest_path, f"not a finished PREP_DIR ({err})") from None
     scenes = _table(prep_dir / "scenes.parquet", ["scene_id", "depth_width", "depth_height", "status"]).to_pylist()
     for row in scenes:
@@ -61,7 +62,7 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
     objects: dict[str, list[dict]] = {}
     for r in _table(prep_dir / "objects.parquet", ["scene_id", "object_id", "box"]).to_pylist():
         objects.setdefault(r["scene_id"], []).append(r)
-    out = PrepIndex(prep_dir, fingerprint, [], [r["scene_id"] for r in scenes if r["status"] != "ok"])
+    out = PrepIndex(prep_dir, fingerprint, bev_size, [], [r["scene_id"] for r in scenes if r["status"] != "ok"])
     for row in scenes:
         if row["status"] != "ok":
             continue
@@ -93,8 +94,9 @@ class LoadedScene:
     copies: dict[str, np.ndarray]  # contract keys -> arrays copied from PREP
 
 
-def load_scene(prep_dir: Path, scene: PrepScene) -> LoadedScene:
-    """Decode the selected JPEGs and read voxels, membership and BEV of one scene (runs in a worker thread)."""
+def load_scene(prep_dir: Path, scene: PrepScene, bev_size: int, mask_size: int) -> LoadedScene:
+    """Decode the selected JPEGs and read voxels, membership and BEV of one scene (runs in a worker thread); the
+    BEV must be `bev_size` square, its loss mask is `mask_size` square."""
     import zarr
 
     scene_dir = child_path(prep_dir / "scenes", scene.scene_id)
@@ -114,7 +116,10 @@ def load_scene(prep_dir: Path, scene: PrepScene) -> LoadedScene:
     try:
         store = zarr.open_group(scene_dir / "arrays.zarr", mode="r")
         bev = np.asarray(store["bev/rgb"][...])
-        copies = {"bev/valid27": bev_mask(bev), "objects/boxes": scene.boxes, "objects/object_ids": scene.object_ids}
+        if bev.shape != (bev_size, bev_size, 3):
+            raise ValueError(f"bev/rgb is {bev.shape}, PREP's --bev-size {bev_size} gives {(bev_size, bev_size, 3)}")
+        copies = {"bev/valid27": bev_mask(bev, mask_size), "objects/boxes": scene.boxes,
+                  "objects/object_ids": scene.object_ids}
         for strategy, idx in scene.frames.items():
             copies[f"{strategy}/frames/frame_idx"] = idx
             copies[f"{strategy}/tokens/voxels"] = np.asarray(store[f"voxels/{strategy}"][...], np.int16)

@@ -5,7 +5,7 @@ bilinearly resized to 216 (no antialias) and the BEV mapped to [-1, 1] without r
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ class PreprocessParams:
 
     view_size: int = 384
     vae_view_size: int = 216
-    mask_size: int = 27
+    mask_size: int = 27  # the BEV latent's side / 2 (`bev_params`): 27 for 432 px BEVs and an 8x downsampling VAE
     resize: str = "PIL bicubic to (int(depth_w*view_size/depth_h), view_size), centre crop left=(w-view_size)//2"
     normalisation: str = "x/255 mapped to [-1,1] (mean=std=0.5)"
     vae_view_resize: str = "torch bilinear, align_corners=False, antialias=False"
@@ -64,6 +64,17 @@ def to_unit_range(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
 def vae_view_input(views: torch.Tensor, size: int = PARAMS.vae_view_size) -> torch.Tensor:
     """(N, 3, 384, 384) in [-1, 1] -> (N, 3, size, size), bilinear without antialias (docs/original-model.md 4.2)."""
     return F.interpolate(views.clamp(-1, 1), size=(size, size), mode="bilinear", align_corners=False)
+
+
+def bev_params(bev_size: int, vae_downsample: int, source) -> PreprocessParams:
+    """PARAMS with the BEV mask on the grid the BEV latent is grouped to (2x2 latent cells), so that any BEV size
+    trains. For the original's 432 px and FLUX's 8x VAE that is 27, so such caches keep their fingerprint."""
+    cell = 2 * vae_downsample
+    if bev_size % cell:
+        raise InputError(source, f"BEV renders of {bev_size} px do not split into the 2x2 latent cells of this VAE "
+                                 f"(downsampling {vae_downsample}): use a multiple of {cell} (prep scannet "
+                                 f"--bev-size; the original's is 432)")
+    return replace(PARAMS, mask_size=bev_size // cell)
 
 
 def bev_mask(bev_rgb: np.ndarray, size: int = PARAMS.mask_size) -> np.ndarray:

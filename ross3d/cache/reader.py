@@ -3,9 +3,9 @@ numpy (each array read whole through memory maps; bf16 features widened exactly 
 as in the contract with the strategy prefix removed. Only complete caches are read.
 
 With `check=True` (the trainer's first read of each scene) every array is also checked as `ross3d verify` checks it:
-sha256 against the scene record and finite values; an unreadable (e.g. truncated) chunk names its file. Before
-training, `check_provenance` compares the cache's PREP fingerprint with PREP_DIR's and `missing` lists the scenes a
-run needs that the cache lacks."""
+its checksum (CRC32C, sha256 in older records) against the scene record and finite values; an unreadable (e.g.
+truncated) chunk names its file. Before training, `check_provenance` compares the cache's PREP fingerprint with
+PREP_DIR's and `missing` lists the scenes a run needs that the cache lacks."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from ross3d.cache.encode import encode_group, images_per_scene
 from ross3d.cache.encoders import DTYPES, VaeEncoder, VisionEncoder
 from ross3d.cache.index import read_manifest, write_index_and_manifest
 from ross3d.cache.inputs import LoadedScene, PrepIndex, PrepScene, load_scene, read_prep
-from ross3d.cache.preprocess import PARAMS
+from ross3d.cache.preprocess import PreprocessParams, bev_params
 from ross3d.cache.store import ZARR_DIR, prepare_store, read_record, write_scene
 from ross3d.cache import distributed as dist
 from ross3d.errors import ConfigError, InputError, Ross3DError
@@ -63,9 +63,9 @@ class CacheReport:
 
 
 def fingerprint_tree(vae: VaeEncoder, vision: VisionEncoder | None, prep: PrepIndex,
-                     strategies: tuple[str, ...]) -> dict:
+                     strategies: tuple[str, ...], params: PreprocessParams) -> dict:
     return {"format_version": fp.FORMAT_VERSION, "vae": vae.fingerprint(),
-            "vision": vision.fingerprint() if vision else None, "preprocess": PARAMS.to_dict(),
+            "vision": vision.fingerprint() if vision else None, "preprocess": params.to_dict(),
             "storage": STORAGE, "strategies": sorted(strategies), "prep": prep.fingerprint}
 
 
@@ -95,20 +95,20 @@ def _committed(record: dict | None, digest: str, scene: PrepScene) -> bool:
         record.get("prep_inputs", "") == scene.inputs_fingerprint
 
 
-def _loaded(prep: PrepIndex, scenes, workers: int, report: CacheReport) -> Iterator[LoadedScene]:
+def _loaded(prep: PrepIndex, scenes, workers: int, mask_size: int, report: CacheReport) -> Iterator[LoadedScene]:
     """Scenes decoded in worker threads, a bounded window ahead of the encoder; failures go to the report."""
     with ThreadPoolExecutor(workers, thread_name_prefix="cache-load") as pool:
         window: list[tuple[str, Future]] = []
         queue = iter(scenes)
         for scene in queue:
-            window.append((scene.scene_id, pool.submit(load_scene, prep.prep_dir, scene)))
+            window.append((scene.scene_id, pool.submit(load_scene, prep.prep_dir, scene, prep.bev_size, mask_size)))
             if len(window) >= 2 * workers:
                 break
         while window:
             scene_id, future = window.pop(0)
             nxt = next(queue, None)
             if nxt is not None:
-                window.append((nxt.scene_id, pool.submit(load_scene, prep.prep_dir, nxt)))
+                window.append((nxt.scene_id, pool.submit(load_scene, prep.prep_dir, nxt, prep.bev_size, mask_size)))
             try:
                 yield future.result()
             except Ross3DError as err:
@@ -126,10 +126,10 @@ def _groups(loaded: Iterator[LoadedScene], min_views: int) -> Iterator[list[Load
         yield group
 
 
-def _encode_and_write(cache_dir, prep, todo, vae, vision, options, digest, report, progress) -> None:
+def _encode_and_write(cache_dir, prep, todo, vae, vision, options, mask_size, digest, report, progress) -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="cache-write") as writer:
         pending: list[Future] = []
-        for group in _groups(_loaded(prep, todo, options.workers, report), options.batch_size):
+        for group in _groups(_loaded(prep, todo, options.workers, mask_size, report), options.batch_size):
             for scene, (arrays, attrs) in zip(group, encode_group(group, vae, vision, options.batch_size, progress)):
                 record = {"fingerprint": digest, "prep_inputs": scene.scene.inputs_fingerprint,
                           "strategies": sorted(scene.positions),
@@ -158,7 +158,8 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
         prep = read_prep(prep_dir, options.strategies)
         vae = VaeEncoder(vae_dir, device, dtype)
         vision = VisionEncoder(vision_dir, device, dtype) if vision_dir else None
-        tree = fingerprint_tree(vae, vision, prep, options.strategies)
+        params = bev_params(prep.bev_size, vae.downsample, Path(prep_dir) / "manifest.json")
+        tree = fingerprint_tree(vae, vision, prep, options.strategies, params)
         digest = fp.digest(tree)
         _check_existing(cache_dir, tree, options.rebuild)
         if dist.rank() == 0:
@@ -176,7 +177,7 @@ def cache_latents(prep_dir: str | Path, cache_dir: str | Path, vae_dir: str | Pa
         progress.advance("scenes", len(report.skipped))
         progress.start("images", sum(images_per_scene(s.frames, vision is not None) for s in todo), "encoding",
                        unit="images")
-        _encode_and_write(cache_dir, prep, todo, vae, vision, options, digest, report, progress)
+        _encode_and_write(cache_dir, prep, todo, vae, vision, options, params.mask_size, digest, report, progress)
         progress.finish("images")
         progress.finish("scenes")
         dist.record_failures(cache_dir, report.failed)

@@ -1,18 +1,18 @@
 """CACHE_DIR storage: one Zarr v3 group per scene (every array one chunk, one file), written into a temporary folder
-with its record (`scene.json`: fingerprint digest, shapes, dtypes, sha256 per array) written last, then renamed into
+with its record (`scene.json`: fingerprint digest, shapes, dtypes, a checksum per array, ross3d.cache.checksum) written last, then renamed into
 `cache.zarr/<scene_id>`; a scene without its record is incomplete. Arrays carry Zarr v3 `dimension_names`
 (`DIMENSIONS`), so xarray opens a scene's groups as datasets. Scenes are read through memory maps (`open_scene`).
 Also the bf16 bit encoding of features."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ross3d.cache.checksum import checksum_entry
 from ross3d.prep.store import clean_stale, commit_dir, temp_path, write_json_atomic
 from ross3d.safe_names import child_path
 
@@ -45,14 +45,6 @@ def bf16_bits(x: torch.Tensor) -> np.ndarray:
 def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
     """uint16 bf16 bit patterns -> float32 (exact widening)."""
     return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def array_checksum(a: np.ndarray) -> str:
-    """sha256 over dtype, shape and the C-order bytes."""
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def scene_path(cache_dir: Path, scene_id: str) -> Path:
@@ -99,7 +91,7 @@ def write_scene(cache_dir: Path, scene_id: str, arrays: dict[str, np.ndarray], a
         if value.size:
             arr[...] = value
         arr.attrs.update(attrs.get(key, {}))
-        entries[key] = {"shape": list(value.shape), "dtype": value.dtype.str, "sha256": array_checksum(value)}
+        entries[key] = {"shape": list(value.shape), "dtype": value.dtype.str, **checksum_entry(value)}
     record = {**record, "scene_id": scene_id, "arrays": entries}
     write_json_atomic(tmp / SCENE_RECORD, record)
     commit_dir(tmp, final)

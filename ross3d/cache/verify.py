@@ -1,17 +1,21 @@
 """`verify_cache`: re-check a CACHE_DIR against its manifest, scene records and index: every scene committed with
 the manifest's fingerprint, each array present with the recorded shape and dtype and the contract's shape rules,
-floats finite, sha256 of the bytes as recorded, index rows and checksums consistent."""
+floats finite, the checksum of the bytes as recorded (CRC32C, or sha256 in older records), index rows and checksums
+consistent."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from ross3d.cache.index import index_rows, read_manifest
-from ross3d.cache.store import BF16, array_checksum, open_scene, read_record
+from ross3d.cache.checksum import computed, recorded
+from ross3d.cache.store import BF16, open_scene, read_record
 from ross3d.errors import InputError
 from ross3d.progress import NullProgress, Progress
 
@@ -29,8 +33,10 @@ class VerifyReport:
 
 
 def _shape_rule(key: str, shape: tuple, record: dict) -> str | None:
-    """The contract's shape rules (V frames, 16-channel latents, 729 tokens) -> a problem or None."""
+    """The contract's shape rules (V frames, 16-channel latents, 729 tokens, the BEV mask on the 2x2 cells of the
+    BEV latent) -> a problem or None."""
     v, n_obj, leaf = record["n_frames"], record["n_objects"], key.split("/", 1)[-1]
+    bev_cells = record["arrays"].get("bev/vae_mean", {}).get("shape", [0])[-1] // 2
     rules = {
         "frames/frame_idx": lambda s: s == (v,),
         "frames/vae_mean": lambda s: len(s) == 4 and s[0] == v,
@@ -40,14 +46,15 @@ def _shape_rule(key: str, shape: tuple, record: dict) -> str | None:
         "objects/membership": lambda s: s == (n_obj, v, 27, 27),
         "objects/boxes": lambda s: s == (n_obj, 6),
         "objects/object_ids": lambda s: s == (n_obj,),
-        "bev/valid27": lambda s: s == (27, 27),
+        "bev/valid27": lambda s: s == (bev_cells, bev_cells),
         "bev/vae_mean": lambda s: len(s) == 3,
         "bev/vae_logvar": lambda s: len(s) == 3,
     }
     rule = rules.get(leaf) or rules.get(key)
     if rule is None:
         return f"unexpected array {key}"
-    return None if rule(shape) else f"{key}: shape {shape} breaks the contract (V={v}, objects={n_obj})"
+    return None if rule(shape) else (f"{key}: shape {shape} breaks the contract (V={v}, objects={n_obj}, BEV mask "
+                                     f"{bev_cells}x{bev_cells})")
 
 
 def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str], int]:
@@ -67,15 +74,26 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
 
 def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict) -> list[str]:
     """What is wrong with an array's values: non-finite floats (bf16 bit patterns included; NaN object boxes are
-    the contract's padding) and a sha256 other than the scene record's `entry`. Shared with the trainer's reads."""
+    the contract's padding) and a checksum other than the scene record's `entry`. Shared with the trainer's reads."""
     problems = []
-    if key != "objects/boxes" and (bf16 or value.dtype.kind == "f"):
-        bad = non_finite(value, bf16)
-        if bad:
-            problems.append(f"{key}: {bad} non-finite values")
-    if array_checksum(value) != entry["sha256"]:
+    if key != "objects/boxes" and (bf16 or value.dtype.kind == "f") and not all_finite(value, bf16):
+        problems.append(f"{key}: {non_finite(value, bf16)} non-finite values")
+    if recorded(entry) is None:
+        problems.append(f"{key}: no checksum recorded")
+    elif computed(value, entry) != recorded(entry):
         problems.append(f"{key}: checksum mismatch")
     return problems
+
+
+def all_finite(value: np.ndarray, bf16: bool) -> bool:
+    """No NaN or infinity. bf16 bits are viewed as torch.bfloat16, without widening: torch.aminmax propagates NaN,
+    so one pass over the array gives a finite minimum and maximum exactly when every value is finite."""
+    if not bf16:
+        return bool(np.isfinite(value).all())
+    if not value.size:
+        return True
+    lo, hi = torch.aminmax(torch.from_numpy(value).view(torch.bfloat16))
+    return math.isfinite(lo) and math.isfinite(hi)
 
 
 def non_finite(value: np.ndarray, bf16: bool) -> int:
@@ -114,7 +132,7 @@ def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> Ver
             problems, nbytes = _check_array(group, key, entry, record)
             report.problems += [f"{scene_id}: {p}" for p in problems]
             report.arrays, report.bytes = report.arrays + 1, report.bytes + nbytes
-            if status.get("checksums", {}).get(key) != entry["sha256"]:
+            if status.get("checksums", {}).get(key) != recorded(entry):
                 report.problems.append(f"{scene_id}: {key}: manifest checksum differs from the scene record")
         for row in index_rows(record):
             expected_rows.add((scene_id, row["strategy"]))

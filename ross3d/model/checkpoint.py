@@ -1,8 +1,10 @@
 """Saving and loading Ross3D weights: our safetensors + config format, transformers LLaVA-OneVision directories,
 the original LLaVA-NeXT-format checkpoints (key map below), and the 2D Ross `mm_inv_projector.bin` denoiser init.
 
-Our format: DIR/config.json (`{"model_type": "ross3d", "ross3d": Ross3DConfig fields}`) and DIR/model.safetensors.
-Loading builds the language model on the meta device and assigns the stored tensors, so a 7B model never gets a
+Our format is transformers' (`Ross3D.save_pretrained`): DIR/config.json (`model_type: ross3d` and the Ross3DConfig
+fields) and DIR/model.safetensors, or 5 GB shards `model-0000i-of-0000n.safetensors` listed in
+model.safetensors.index.json; `import ross3d` lets `AutoModel.from_pretrained(DIR)` load it. The format before
+(config.json `{"model_type": "ross3d", "ross3d": {fields}}`, one model.safetensors) still loads. `load_model` builds the language model on the meta device and assigns the stored tensors, so a 7B model never gets a
 random initialisation; parameters absent from a partial checkpoint (denoiser, grounding head, mask token of a
 LLaVA-Video checkpoint) keep their fresh Ross3D initialisation and are listed in the report. A missing LLM tensor
 is an error.
@@ -42,7 +44,9 @@ from ross3d.progress import NullProgress, Progress
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 CONFIG_NAME = "config.json"
+MAX_SHARD_SIZE = "5GB"
 
 LLAVA_NEXT_KEY_MAP: tuple[tuple[str, str | None], ...] = (
     ("model.embed_tokens.", "llm.model.embed_tokens."),
@@ -145,28 +149,49 @@ def read_json(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- our format
-def save_model(model, folder: str | Path, tokenizer=None) -> Path:
-    """Write config.json + model.safetensors (and the tokenizer, when given) to `folder`."""
-    from safetensors.torch import save_file
-
+def save_model(model, folder: str | Path, tokenizer=None, max_shard_size: int | str = MAX_SHARD_SIZE) -> Path:
+    """`model.save_pretrained` (config.json, weights in shards of at most `max_shard_size`) and the tokenizer, when
+    given, into `folder`."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps({"model_type": "ross3d", "ross3d": model.config.to_dict()}, indent=2))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        state.pop("llm.lm_head.weight", None)
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    model.save_pretrained(str(folder), max_shard_size=max_shard_size)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
     return folder
 
 
 def read_config(folder: Path) -> Ross3DConfig:
-    data = read_json(folder / CONFIG_NAME)
-    if data.get("model_type") != "ross3d" or "ross3d" not in data:
-        raise InputError(folder / CONFIG_NAME,
-                         "not a ross3d model config (convert it with `ross3d convert-checkpoint`)")
-    return Ross3DConfig.from_dict(data["ross3d"])
+    """The Ross3DConfig of a ross3d model folder, in today's config.json or the nested format before it."""
+    import dataclasses
+
+    path = folder / CONFIG_NAME
+    data = read_json(path)
+    if data.get("model_type") != "ross3d":
+        raise InputError(path, "not a ross3d model config (convert it with `ross3d convert-checkpoint`)")
+    known = {f.name for f in dataclasses.fields(Ross3DConfig)} | {"model_type", "ross3d"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(path, f"unknown keys {unknown}")
+    try:
+        return Ross3DConfig(**data)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise InputError(path, str(err)) from None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a ross3d model folder: every shard its index lists, or model.safetensors."""
+    index = folder / WEIGHTS_INDEX_NAME
+    if not index.is_file():
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise InputError(folder / WEIGHTS_NAME, "missing")
+        return [folder / WEIGHTS_NAME]
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(index, "no weight_map")
+    files = [folder / name for name in sorted(set(weight_map.values()))]
+    for path in files:
+        if not path.is_file():
+            raise InputError(path, f"missing (a shard {WEIGHTS_INDEX_NAME} lists)")
+    return files
 
 
 def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], report: LoadReport | None = None):
@@ -204,14 +229,18 @@ def build_from_state(config: Ross3DConfig, state: dict[str, torch.Tensor], repor
 
 
 def load_model(folder: str | Path, dtype: torch.dtype | None = None):
-    """Load a model saved by `save_model` (or written by `convert_checkpoint`); returns (model, report)."""
+    """Load a ross3d model folder (`save_model`, `convert_checkpoint`, the format before); returns (model, report)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     config = read_config(folder)
-    if not (folder / WEIGHTS_NAME).exists():
-        raise InputError(folder / WEIGHTS_NAME, "missing")
-    model, report = build_from_state(config, load_file(str(folder / WEIGHTS_NAME)))
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(folder):
+        try:
+            state.update(load_file(str(path)))
+        except Exception as err:  # noqa: BLE001 - any decoding failure is a bad input file
+            raise InputError(path, f"cannot read weights ({err})") from None
+    model, report = build_from_state(config, state)
     return (model.to(dtype) if dtype else model), report
 
 

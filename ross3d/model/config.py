@@ -1,13 +1,21 @@
-"""Ross3D model configuration: one dataclass holding every size and option, and the `tiny` / `7b` presets.
+"""Ross3D model configuration: a transformers `PreTrainedConfig` (`model_type: ross3d`) holding every size and
+option, and the `tiny` / `7b` presets.
 
 All sizes the trainer depends on (frames per sample, patch and pooled grids, latent grids) are fields, so tiny
 configs can use fewer frames. The `7b` preset holds the paper's sizes (docs/original-model.md sections 1-6).
+transformers turns every `PreTrainedConfig` subclass into a keyword-only dataclass, so the fields below are its
+fields; `field_names()` lists ours without transformers' common ones. Every construction is validated.
+A config.json in the format before `PreTrainedConfig` (`{"model_type": "ross3d", "ross3d": {fields}}`) still loads:
+the nested `ross3d` key is read as the fields (docs/model.md, "Loading with transformers").
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import copy
+import inspect
+from dataclasses import field
+
+from transformers import PreTrainedConfig
 
 from ross3d.errors import ConfigError
 
@@ -15,9 +23,11 @@ MASK_SCHEDULES = ("step", "sample")
 IMAGE_TOKEN_ID = -200  # the placeholder id spliced out by the model, as the original's IMAGE_TOKEN_INDEX
 
 
-@dataclass
-class Ross3DConfig:
-    """Every size and option of the Ross3D model; `validate()` checks consistency, `to_dict`/`from_dict` persist it."""
+class Ross3DConfig(PreTrainedConfig):
+    """Every size and option of the Ross3D model; `validate()` checks consistency, `from_fields` reads a dict of
+    exactly these fields, `save_pretrained`/`from_pretrained` (transformers) persist it as config.json."""
+
+    model_type = "ross3d"
 
     # language model (Qwen2)
     vocab_size: int = 152064
@@ -62,6 +72,33 @@ class Ross3DConfig:
     coord_token_id: int = -1
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self, **kwargs):
+        legacy = kwargs.pop("ross3d", None)  # config.json before PreTrainedConfig: the fields nested under "ross3d"
+        if legacy is not None:
+            for key, value in _checked(legacy).items():
+                setattr(self, key, value)
+        self.xyz_min, self.xyz_max = tuple(self.xyz_min), tuple(self.xyz_max)
+        super().__post_init__(**kwargs)
+        self.validate()
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The Ross3D fields, without the ones every transformers config has."""
+        return tuple(inspect.get_annotations(Ross3DConfig))
+
+    @classmethod
+    def from_fields(cls, data: dict) -> Ross3DConfig:
+        """A validated config from a dict of Ross3D fields; an unknown key is a ConfigError."""
+        return cls(**_checked(data))
+
+    def fields(self) -> dict:
+        """The Ross3D fields and their values."""
+        return {name: getattr(self, name) for name in self.field_names()}
+
+    def __eq__(self, other) -> bool:
+        """Equal Ross3D fields (transformers' bookkeeping, e.g. `transformers_version`, does not count)."""
+        return isinstance(other, Ross3DConfig) and self.fields() == other.fields()
+
     @property
     def pooled_tokens(self) -> int:
         return self.pool_grid * self.pool_grid
@@ -101,23 +138,20 @@ class Ross3DConfig:
             raise ConfigError("model.hidden_size: must be at least 3 for the 3D position encoding")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Ross3DConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"model config: unknown keys {unknown}")
-        data = dict(data)
-        for key in ("xyz_min", "xyz_max"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data).validate()
-
     def replace(self, **changes) -> Ross3DConfig:
-        return dataclasses.replace(self, **changes).validate()
+        """A validated copy with the given Ross3D fields changed."""
+        new = copy.deepcopy(self)
+        for key, value in _checked(changes).items():
+            setattr(new, key, tuple(value) if key in ("xyz_min", "xyz_max") else value)
+        return new.validate()
+
+
+def _checked(data: dict) -> dict:
+    """`data` when all its keys are Ross3D fields; a ConfigError naming the others."""
+    unknown = sorted(set(data) - set(Ross3DConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"model config: unknown keys {unknown}")
+    return dict(data)
 
 
 PRESETS: dict[str, Ross3DConfig] = {

@@ -174,9 +174,10 @@ class Denoiser(nn.Module):
                     nn.init.zeros_(m.bias)
         for kind in KINDS:
             table = getattr(self, f"pos_embed_{kind}")
-            table.data.copy_(sincos_2d(table.shape[-1], self.grids[kind])[None])
+            if not getattr(table, "_is_hf_initialized", False):  # a table transformers' from_pretrained loaded stays
+                table.data.copy_(sincos_2d(table.shape[-1], self.grids[kind])[None])
             conv = getattr(self, f"x_embedder_{kind}").proj
-            nn.init.xavier_uniform_(conv.weight.data.view(conv.weight.shape[0], -1))
+            nn.init.xavier_uniform_(conv.weight)  # 1x1 kernel: the fans of the (out, in) matrix
             nn.init.zeros_(conv.bias)
             nn.init.normal_(getattr(self, f"z_embedder_{kind}").cls_token, std=0.02)
         for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):

@@ -27,7 +27,7 @@ def cosine_betas(steps: int, max_beta: float = 0.999) -> torch.Tensor:
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
     return torch.tensor([min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), max_beta) for i in range(steps)],
-                        dtype=torch.float64)
+                        dtype=torch.float64, device="cpu")  # also when the model is built on the meta device
 
 
 class GaussianDiffusion:

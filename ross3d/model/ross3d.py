@@ -19,10 +19,12 @@ import math
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
 
 from ross3d.errors import InputError
 from ross3d.model.config import Ross3DConfig
-from ross3d.model.denoiser import Denoiser
+from ross3d.model.denoiser import AttentionPooler, Denoiser
 from ross3d.model.diffusion import GaussianDiffusion
 from ross3d.model.grounding import GroundingHead, object_features
 from ross3d.model.inputs import LLMInputs, splice, visual_tokens
@@ -45,14 +47,22 @@ def qwen2_config(config: Ross3DConfig):
                        tie_word_embeddings=config.tie_word_embeddings)
 
 
-class Ross3D(nn.Module):
-    """LLM + projector + learned `image_newline`/`mask_token` + denoiser + grounding head."""
+class Ross3D(PreTrainedModel):
+    """LLM + projector + learned `image_newline`/`mask_token` + denoiser + grounding head, a transformers
+    `PreTrainedModel` (`save_pretrained`, `from_pretrained`, `AutoModel` once `ross3d` is imported).
+
+    Each part initialises itself when built (the Qwen2 LM by transformers, the denoiser as DiT, ...); `post_init`
+    leaves those values alone. `from_pretrained` builds the model without values (meta device) and fills it from the
+    checkpoint; `_init_weights` then initialises what the checkpoint lacks (docs/model.md, "Loading with
+    transformers")."""
+
+    config_class = Ross3DConfig
+    _no_split_modules = ["Qwen2DecoderLayer", "Denoiser"]
 
     def __init__(self, config: Ross3DConfig, llm: nn.Module | None = None):
-        super().__init__()
+        super().__init__(config.validate())
         from transformers import Qwen2ForCausalLM
 
-        self.config = config.validate()
         self.llm = llm if llm is not None else Qwen2ForCausalLM(qwen2_config(config))
         d = config.hidden_size
         self.projector = Projector(config.vision_dim, d)
@@ -62,6 +72,31 @@ class Ross3D(nn.Module):
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
         self.ground_head = GroundingHead(d, config.ground_temperature)
         self.diffusion = GaussianDiffusion(config.diffusion_steps)
+        for param in self._own_parameters():  # built with their initial values above: post_init keeps them
+            if not param.is_meta:  # from_pretrained builds on the meta device: what it does not load, it initialises
+                param._is_hf_initialized = True
+        self.post_init()
+
+    def _own_parameters(self) -> list[nn.Parameter]:
+        """The parameters outside the language model (which transformers initialises itself)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("llm.")]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise a module's tensors that `from_pretrained` found no value for (transformers skips tensors it
+        loaded): the module's construction-time initialisation, run again."""
+        d = self.config.hidden_size
+        if module is self:
+            for param in (self.image_newline, self.mask_token):
+                init.copy_(param, torch.randn(d) / math.sqrt(d))
+        elif isinstance(module, Denoiser):
+            module.initialize_weights()
+        elif isinstance(module, GroundingHead):
+            init.normal_(module.zero_target)
+        elif isinstance(module, AttentionPooler):
+            init.normal_(module.cls_token, std=0.02)
+        elif hasattr(module, "reset_parameters") and not any(True for _ in module.children()):
+            module.reset_parameters()  # Linear, Conv2d, LayerNorm: torch's initialisation
 
     # ---------------------------------------------------------------- LMM
     def llm_inputs(self, batch: dict, view_mask: torch.Tensor) -> tuple[LLMInputs, torch.Tensor]:

@@ -28,8 +28,9 @@ def load_tokenizer(folder: str | Path):
     The class named in tokenizer_config.json (its fast variant when there is one) is used directly: with the
     LLaVA-NeXT config.json beside it (`model_type: llava`), transformers 5's AutoTokenizer picks a generic backend
     that cannot read the slow files. A folder with a generic class and a tokenizer.json (what ross3d writes) is read
-    by PreTrainedTokenizerFast itself: AutoTokenizer would parse the `model_type: ross3d` config.json beside it and
-    print a transformers warning into the command's output. Other folders go through AutoTokenizer."""
+    by PreTrainedTokenizerFast itself, whatever config.json lies beside it (`AutoTokenizer.from_pretrained(DIR)` reads
+    it too, without a warning, once `import ross3d` registered `model_type: ross3d`). Other folders go through
+    AutoTokenizer."""
     import json
 
     import transformers

@@ -20,6 +20,9 @@ def scene_input_files(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
     if sources.source == "posed-images":
         folder = child_path(sources.posed_images, scene_id)
         files += [("posed_images", p) for p in sorted(folder.iterdir()) if p.is_file()] if folder.is_dir() else []
+    elif sources.source == "posed-rgbd":
+        folder = child_path(sources.rgbd, scene_id)
+        files += [("rgbd", p) for p in sorted(folder.rglob("*")) if p.is_file()] if folder.is_dir() else []
     else:
         files.append(("scans", paths.sens))
     if sources.bev_images:

@@ -13,6 +13,10 @@ from ross3d.prep.sources import SourceOptions
 FORMAT_VERSION = 1
 STRATEGIES = ("uniform", "max-coverage")
 MAX_COVERAGE_ORDERS = ("frame", "greedy")
+# TSDF fusion defaults (prep/fusion.py); kept here so reading options never imports the fusion stack (cv2, open3d)
+FUSE_VOXEL_SIZE = 0.04  # metres, the default of --fuse-voxel-size
+FUSE_TRUNCATION = 0.12  # metres (3 voxels), the default of --fuse-trunc
+FUSION_FIELDS = ("fuse_mesh", "fuse_voxel_size", "fuse_trunc")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class PrepOptions:
     # the order in which max-coverage frames reach the model: "frame" (by frame number, as the original's loader)
     # or "greedy" (pick order)
     max_coverage_order: str = "frame"
+    # a scene without a scan mesh gets one by TSDF fusion of its kept frames (ross3d.prep.fusion): voxel size and
+    # truncation distance in metres
+    fuse_mesh: bool = False
+    fuse_voxel_size: float = FUSE_VOXEL_SIZE
+    fuse_trunc: float = FUSE_TRUNCATION
     sources: SourceOptions = field(default_factory=SourceOptions)
 
     def __post_init__(self) -> None:
@@ -38,11 +47,18 @@ class PrepOptions:
         if self.max_coverage_order not in MAX_COVERAGE_ORDERS:
             raise ConfigError(f"--max-coverage-order must be one of {', '.join(MAX_COVERAGE_ORDERS)}, "
                               f"got {self.max_coverage_order!r}")
+        if not self.fuse_voxel_size > 0 or not self.fuse_trunc >= self.fuse_voxel_size:
+            raise ConfigError(f"--fuse-voxel-size must be > 0 and --fuse-trunc at least the voxel size, got "
+                              f"{self.fuse_voxel_size} and {self.fuse_trunc}")
 
     def to_dict(self) -> dict:
-        """The processing options (the input choices are `sources.to_dict()`)."""
+        """The processing options (the input choices are `sources.to_dict()`); the fusion ones only with
+        `fuse_mesh`, so runs without it keep their fingerprint."""
         out = asdict(self)
         del out["sources"]
+        if not self.fuse_mesh:
+            for key in FUSION_FIELDS:
+                del out[key]
         return out
 
     def fingerprint(self) -> str:

@@ -41,7 +41,8 @@ class PrepReport:
 
 def list_scenes(scans_dir: Path, scenes: list[str] | None) -> list[str]:
     """The requested scenes (each a safe name, ross3d.safe_names), or every sub-folder of SCANS_DIR (the
-    posed_images folder with that source) whose name is one, sorted; other folders are skipped with a warning."""
+    posed_images or posed RGB-D folder with those sources) whose name is one, sorted; other folders are skipped
+    with a warning."""
     if not scans_dir.is_dir():
         raise InputError(scans_dir, "scans folder not found")
     if scenes:
@@ -89,7 +90,7 @@ def _write_outputs(prep_dir: Path, scans_dir: Path, options: PrepOptions, result
         "options": options.to_dict(), "inputs": options.sources.to_dict(),
         "options_fingerprint": options.fingerprint(),
         "scenes": {r.scene_id: {"status": r.status, "error": r.error, "timings": r.timings,
-                                "bev_source": r.bev_source, "warnings": r.warnings,
+                                "mesh_source": r.mesh_source, "bev_source": r.bev_source, "warnings": r.warnings,
                                 "selection_agreement": r.selection_agreement,
                                 "inputs_fingerprint": r.inputs_fingerprint} for r in ordered},
     })
@@ -103,8 +104,8 @@ def prep_scannet(scans_dir: str | Path, prep_dir: str | Path, options: PrepOptio
     scans_dir, prep_dir = Path(scans_dir), Path(prep_dir)
     progress = progress or NullProgress()
     options.sources.check_paths()
-    posed = options.sources.source == "posed-images"
-    scene_ids = list_scenes(Path(options.sources.posed_images) if posed else scans_dir, scenes)
+    frames_dir = options.sources.frames_dir
+    scene_ids = list_scenes(Path(frames_dir) if frames_dir else scans_dir, scenes)
     check_executor(executor)
     with exclusive_lock(prep_dir, "prep scannet"):
         return _prep_locked(scans_dir, prep_dir, options, scene_ids, workers, executor, ray_address, resume,

@@ -1,7 +1,8 @@
-"""The per-scene job: a scan (`.sens` or posed_images frames, see ross3d.prep.sources) ->
-PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and previews/<scene_id>_bev.png. Pure:
-writes only its own scene, through a temp dir renamed at the end; any failure is returned in the SceneResult, never
-raised."""
+"""The per-scene job: a scan (`.sens`, posed_images or posed RGB-D frames, see ross3d.prep.sources) ->
+PREP_DIR/scenes/<scene_id>/ (frames.parquet, arrays.zarr, result.json) and previews/<scene_id>_bev.png. Coverage
+voxels and the BEV come from the scan mesh, or with `--fuse-mesh` from a mesh fused from the kept frames during the
+stream (ross3d.prep.fusion; the voxels then from the stored depth). Pure: writes only its own scene, through a temp
+dir renamed at the end; any failure is returned in the SceneResult, never raised."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import Bev, render_bev, write_preview
 from ross3d.prep.frames import stream_kept_frames
+from ross3d.prep.fusion import TsdfFusion
 from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.membership import membership
 from ross3d.prep.options import PrepOptions
@@ -28,7 +30,7 @@ from ross3d.safe_names import child_path
 from ross3d.scannet.posed_images import load_released_bev
 
 log = logging.getLogger(__name__)
-STAGES = ("inputs", "sens_read", "voxels", "selection", "geometry", "objects", "bev", "write")
+STAGES = ("inputs", "sens_read", "fusion", "voxels", "selection", "geometry", "objects", "bev", "write")
 VOXEL_BATCH = 4  # full depth frames unprojected at once for coverage (4 x 3.5 MiB of points at 640x480)
 CROP_BATCH = 8  # selected frames mapped to the crop at once (8 x 1.7 MiB of points)
 
@@ -46,7 +48,8 @@ class SceneResult:
     object_rows: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     n_frames_total: int = 0
-    bev_source: str = ""  # "rendered", "released" or "none"
+    bev_source: str = ""  # "rendered" (the scan mesh), "fused" (the fused mesh), "released" or "none"
+    mesh_source: str = ""  # "scan", "fused" (--fuse-mesh) or "none"
     warnings: list[str] = field(default_factory=list)  # outputs missing for want of an input
     selection_agreement: dict | None = None  # --selection-file vs our max-coverage
     inputs_fingerprint: str = ""  # ross3d.prep.input_fingerprint of the scene's files when its job started
@@ -88,24 +91,36 @@ def _zarr_codec():
     return ZstdCodec(level=3)
 
 
-def _stream(source, store, tmp, axis, mesh_voxels, options, timer):
-    """Read the frame source once: depth into the zarr, rows into frames.parquet ("sens_read"), and the coverage
-    voxel ids of each valid frame as its group of frames arrives ("voxels"; None without a mesh)."""
+def _frame_voxels(mesh_voxels, depth, raw_poses, axis, hdr, exclude_zero_depth) -> list[np.ndarray]:
+    """Coverage voxel ids of each frame of depth (F, H, W) under its raw pose (F, 4, 4)."""
+    poses = np.stack([axis @ p.astype(np.float64) for p in raw_poses])
+    world = geometry.unproject(depth, hdr.intrinsic_depth.astype(np.float64), poses, hdr.depth_shift)
+    return mesh_voxels.frame_ids(world, geometry.depth_validity(depth, exclude_zero_depth))
+
+
+def _stream(source, store, tmp, axis, mesh_voxels, fusion, options, timer):
+    """Read the frame source once: depth into the zarr, rows into frames.parquet ("sens_read"), the coverage
+    voxel ids of each valid frame as its group of frames arrives ("voxels"; None without a mesh), and each valid
+    frame into the TSDF `fusion` when given ("fusion")."""
     voxel_sets: dict[int, np.ndarray] | None = None if mesh_voxels is None else {}
     hdr = source.header
-    k_depth = hdr.intrinsic_depth.astype(np.float64)
 
     def visit(positions, frames):
+        if fusion is not None:
+            with timer.stage("fusion"):
+                for f in frames:
+                    try:
+                        fusion.integrate(f.depth, f.color_jpeg, axis @ f.pose.astype(np.float64))
+                    except ValueError as err:
+                        raise InputError(source.path, f"frame {f.index}: {err}") from None
         if voxel_sets is None:
             return
         with timer.stage("voxels"):
             for start in range(0, len(frames), VOXEL_BATCH):
                 batch = frames[start:start + VOXEL_BATCH]
-                depth = np.stack([f.depth for f in batch])
-                poses = np.stack([axis @ f.pose.astype(np.float64) for f in batch])
-                world = geometry.unproject(depth, k_depth, poses, hdr.depth_shift)
-                valid = geometry.depth_validity(depth, options.exclude_zero_depth)
-                voxel_sets.update(zip(positions[start:start + VOXEL_BATCH], mesh_voxels.frame_ids(world, valid)))
+                ids = _frame_voxels(mesh_voxels, np.stack([f.depth for f in batch]), [f.pose for f in batch], axis,
+                                    hdr, options.exclude_zero_depth)
+                voxel_sets.update(zip(positions[start:start + VOXEL_BATCH], ids))
 
     with timer.stage("sens_read"):
         dw, dh = hdr.depth_size
@@ -113,6 +128,19 @@ def _stream(source, store, tmp, axis, mesh_voxels, options, timer):
                                    chunks=(1, dh, dw), compressors=_zarr_codec())
         kept = stream_kept_frames(source, options.frame_stride, depth, tmp / "frames.parquet", visit)
     return depth, kept, voxel_sets
+
+
+def _stored_voxel_sets(depth, kept, axis, mesh_voxels, hdr, exclude_zero_depth) -> dict[int, np.ndarray]:
+    """Coverage voxel ids of each valid kept frame, its depth read back from the zarr (a fused mesh exists only
+    after the stream)."""
+    positions = np.flatnonzero(kept.valid)
+    out = {}
+    for start in range(0, len(positions), VOXEL_BATCH):
+        batch = positions[start:start + VOXEL_BATCH]
+        ids = _frame_voxels(mesh_voxels, depth.get_orthogonal_selection(batch), kept.poses[batch], axis, hdr,
+                            exclude_zero_depth)
+        out.update(zip(batch.tolist(), ids))
+    return out
 
 
 def _covered(voxel_sets, positions) -> int:
@@ -184,8 +212,9 @@ def _frame_arrays(distinct, depth, kept, hdr, axis, objects, exclude_zero_depth,
     return np.concatenate(coords), (np.concatenate(member, axis=1) if objects is not None else None)
 
 
-def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
-    """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the mesh, else none."""
+def _bev(scene_id: str, inputs, mesh_source: str, hdr, options: PrepOptions) -> tuple[Bev | None, str]:
+    """The released view_0.jpg (--bev-images; bounds unknown: NaN), else the render of the scan mesh ("rendered")
+    or of the fused one ("fused"), else none."""
     if options.sources.bev_images:
         rgb, valid = load_released_bev(child_path(options.sources.bev_images, scene_id) / "view_0.jpg",
                                        hdr.depth_size, options.bev_size)
@@ -193,7 +222,8 @@ def _bev(scene_id: str, inputs, hdr, options: PrepOptions) -> tuple[Bev | None, 
     if inputs.mesh is None:
         return None, "none"
     mesh = inputs.mesh
-    return render_bev(mesh.vertices, mesh.colors, mesh.faces, options.bev_size), "rendered"
+    bev = render_bev(mesh.vertices, mesh.colors, mesh.faces, options.bev_size)
+    return bev, "fused" if mesh_source == "fused" else "rendered"
 
 
 def _arrays(selected, distinct, coords, member) -> dict[str, np.ndarray]:
@@ -212,17 +242,26 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
     import zarr
 
     with timer.stage("inputs"):
-        inputs = load_scene_inputs(scans_dir, scene_id, options.sources)
+        inputs = load_scene_inputs(scans_dir, scene_id, options.sources, options.fuse_mesh)
     for warning in inputs.warnings:
         log.warning("%s: %s", scene_id, warning)
     with timer.stage("voxels"):
         mesh_voxels = None if inputs.mesh is None else geometry.MeshVoxels(inputs.mesh.vertices)
-    n_voxels = 0 if mesh_voxels is None else mesh_voxels.count
+    mesh_source = "scan" if inputs.mesh is not None else "fused" if options.fuse_mesh else "none"
     tmp.mkdir(parents=True)
     store = zarr.open_group(tmp / "arrays.zarr", mode="w")
     with open_frame_source(scans_dir, scene_id, options.sources) as source:
-        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, options, timer)
         hdr, source_path = source.header, source.path
+        fusion = None if mesh_source != "fused" else TsdfFusion(
+            hdr.intrinsic_depth, hdr.intrinsic_color, hdr.depth_shift, options.fuse_voxel_size, options.fuse_trunc)
+        depth, kept, voxel_sets = _stream(source, store, tmp, inputs.axis, mesh_voxels, fusion, options, timer)
+    if fusion is not None:
+        with timer.stage("fusion"):
+            inputs.mesh = fusion.mesh(source_path)
+        with timer.stage("voxels"):
+            mesh_voxels = geometry.MeshVoxels(inputs.mesh.vertices)
+            voxel_sets = _stored_voxel_sets(depth, kept, inputs.axis, mesh_voxels, hdr, options.exclude_zero_depth)
+    n_voxels = 0 if mesh_voxels is None else mesh_voxels.count
     with timer.stage("selection"):
         selected, agreement = _select(scene_id, kept, voxel_sets, n_voxels, options, source_path)
     distinct = np.unique(np.concatenate([p for p, _ in selected.values()]))
@@ -231,7 +270,7 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
     with timer.stage("geometry"):
         arrays = _arrays(selected, distinct, coords, member)
     with timer.stage("bev"):
-        bev, bev_source = _bev(scene_id, inputs, hdr, options)
+        bev, bev_source = _bev(scene_id, inputs, mesh_source, hdr, options)
         if bev is not None:
             arrays.update({"bev/rgb": bev.rgb, "bev/valid": bev.valid, "bev/bounds": bev.bounds})
     with timer.stage("write"):
@@ -251,7 +290,7 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
         object_rows=[] if objects is None else [
             {"scene_id": scene_id, "object_id": i, "label": label, "box": box.tolist(), "n_vertices": n}
             for i, label, n, box in zip(objects.ids, objects.labels, objects.n_vertices, objects.boxes)],
-        bev_source=bev_source, warnings=inputs.warnings, selection_agreement=agreement,
+        bev_source=bev_source, mesh_source=mesh_source, warnings=inputs.warnings, selection_agreement=agreement,
     )
 
 

@@ -1,13 +1,15 @@
 """Where a scene's inputs come from, for `ross3d prep scannet`.
 
-Frames come from a *frame source*: the raw `.sens` stream (default) or the posed_images export of the original
-(`--source posed-images`); both give the same frame records (original index, raw camera-to-world pose, colour
-JPEG bytes kept verbatim, uint16 depth in mm) and a header (intrinsics, frame sizes, depth shift), so the job
-streams either the same way. The scene's other inputs (axis alignment, mesh, objects) are gathered by
-`load_scene_inputs`: with the posed_images source the mesh and annotations are optional (their absence is reported
-as warnings naming the outputs that are missing), the axis alignment may come from EmbodiedScan infos, and object
-boxes may come from the original's `scannet_{split}_gt_box.json` (`--boxes-file`) when segments and aggregation are
-absent. Files that change outputs enter the options fingerprint through `SourceOptions.fingerprint_fields`.
+Frames come from a *frame source*: the raw `.sens` stream (default), the posed_images export of the original
+(`--source posed-images`) or the generic posed RGB-D layout (`--source posed-rgbd`, ross3d.scannet.posed_rgbd); all
+give the same frame records (original index, raw camera-to-world pose, colour JPEG bytes kept verbatim, uint16 depth
+in mm) and a header (intrinsics, frame sizes, depth shift), so the job streams them the same way. The scene's other
+inputs (axis alignment, mesh, objects) are gathered by `load_scene_inputs`: with the posed_images and posed RGB-D
+sources the mesh and annotations are optional (their absence is reported as warnings naming the outputs that are
+missing), the axis alignment may come from EmbodiedScan infos, and object boxes may come from the original's
+`scannet_{split}_gt_box.json` (`--boxes-file`) when segments and aggregation are absent. Files that change outputs
+enter the options fingerprint through `SourceOptions.fingerprint_fields`. With `--fuse-mesh` a missing mesh is
+no error nor warning with any source: the job fuses one from the frames (ross3d.prep.fusion).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from ross3d.scannet.posed_images import (
     EmbodiedScanScene, PosedImagesScene, load_box_file, load_embodiedscan_infos, load_selection_file,
     read_matrix_txt,
 )
+from ross3d.scannet.posed_rgbd import MM_PER_M, PosedRgbdScene
 from ross3d.scannet.scene import SceneMesh, read_axis_alignment, read_mesh, read_objects, scan_paths
 
 log = logging.getLogger(__name__)
-SOURCES = ("sens", "posed-images")
+SOURCES = ("sens", "posed-images", "posed-rgbd")
 POSED_DEPTH_SHIFT = 1000.0  # the export's PNG depth is millimetres
 
 
@@ -44,18 +47,31 @@ class SourceOptions:
     bev_images: str | None = None
     selection_file: str | None = None
     boxes_file: str | None = None
+    rgbd: str | None = None
+    depth_scale: float = MM_PER_M
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.source == "posed-images" and not self.posed_images:
             raise ConfigError("--source posed-images needs --posed-images DIR")
-        if self.source == "sens" and (self.posed_images or self.embodiedscan_infos):
+        if self.source != "posed-images" and (self.posed_images or self.embodiedscan_infos):
             raise ConfigError("--posed-images and --embodiedscan-infos need --source posed-images")
+        if self.source == "posed-rgbd" and not self.rgbd:
+            raise ConfigError("--source posed-rgbd needs --rgbd DIR")
+        if self.source != "posed-rgbd" and (self.rgbd or self.depth_scale != MM_PER_M):
+            raise ConfigError("--rgbd and --depth-scale need --source posed-rgbd")
+        if not self.depth_scale > 0:
+            raise ConfigError(f"--depth-scale must be > 0, got {self.depth_scale}")
+
+    @property
+    def frames_dir(self) -> str | None:
+        """The folder of per-scene frame folders, None for the `.sens` source."""
+        return {"posed-images": self.posed_images, "posed-rgbd": self.rgbd}.get(self.source)
 
     def check_paths(self) -> None:
         """Fail before any work when a given folder or file does not exist."""
-        dirs = [self.posed_images, self.bev_images]
+        dirs = [self.posed_images, self.rgbd, self.bev_images]
         files = [*self.embodiedscan_infos, self.selection_file, self.boxes_file]
         for path in filter(None, dirs):
             if not Path(path).is_dir():
@@ -69,11 +85,14 @@ class SourceOptions:
 
     def fingerprint_fields(self) -> dict:
         """Empty for the defaults (a plain `.sens` run keeps its fingerprint); else the source kind, the BEV
-        source and the sha256 of each given info, selection and box file."""
+        source, the depth scale of the posed RGB-D source and the sha256 of each given info, selection and box
+        file."""
         out: dict = {}
         if self.source != "sens":
             out["source"] = self.source
             out["embodiedscan_infos"] = [file_digest(p) for p in self.embodiedscan_infos]
+        if self.source == "posed-rgbd":
+            out["depth_scale"] = self.depth_scale
         if self.bev_images:
             out["bev_source"] = "released"
         if self.selection_file:
@@ -163,12 +182,49 @@ class PosedImagesSource:
 
     def frames(self, stride: int):
         """The scene's frames; a depth PNG whose size differs from the first frame's is an error naming it."""
-        width, height = self.header.depth_size
-        for frame in self.scene.frames(stride):
-            if frame.depth.shape != (height, width):
-                raise InputError(self.path / f"{frame.index:05d}.png",
-                                 f"depth is {frame.depth.shape[1]}x{frame.depth.shape[0]}, expected {width}x{height}")
-            yield frame
+        return _same_depth_size(self.scene.frames(stride), self.header.depth_size,
+                                lambda index: self.path / f"{index:05d}.png")
+
+
+class PosedRgbdSource:
+    """Frames of a generic posed RGB-D scene folder (ross3d.scannet.posed_rgbd), depth in millimetres (depth
+    shift 1000 whatever `--depth-scale`). Sizes are those of the first frame; without `intrinsic_color.txt` the
+    colour images must have the depth size and take the depth intrinsics."""
+
+    def __init__(self, root: Path, depth_scale: float):
+        self.scene = PosedRgbdScene(root, depth_scale)
+        self.path = self.scene.root
+        if not self.scene.frame_indices:
+            raise InputError(self.path / "color", "no frames (no <n>.jpg files)")
+        first = self.scene.frame_indices[0]
+        depth = self.scene.read_depth(first)
+        depth_size = (depth.shape[1], depth.shape[0])
+        color_size = _jpeg_size(self.scene.color_path(first))
+        k_color = self.scene.intrinsic_color
+        if k_color is None:
+            if color_size != depth_size:
+                raise InputError(self.path / "intrinsic_color.txt", f"missing, and the colour images "
+                                 f"({color_size[0]}x{color_size[1]}) are not the depth size "
+                                 f"({depth_size[0]}x{depth_size[1]})")
+            k_color = self.scene.intrinsic_depth
+        self.header = FrameHeader(k_color, self.scene.intrinsic_depth, color_size, depth_size, MM_PER_M,
+                                  len(self.scene.frame_indices))
+
+    def n_kept(self, stride: int) -> int:
+        return sum(1 for i in self.scene.frame_indices if i % stride == 0)
+
+    def frames(self, stride: int):
+        return _same_depth_size(self.scene.frames(stride), self.header.depth_size, self.scene.depth_path)
+
+
+def _same_depth_size(frames, depth_size: tuple[int, int], depth_path):
+    """The frames, checked to have depth of `depth_size` (W, H); else an error naming `depth_path(index)`."""
+    width, height = depth_size
+    for frame in frames:
+        if frame.depth.shape != (height, width):
+            raise InputError(depth_path(frame.index),
+                             f"depth is {frame.depth.shape[1]}x{frame.depth.shape[0]}, expected {width}x{height}")
+        yield frame
 
 
 class SensSource:
@@ -208,6 +264,9 @@ def open_frame_source(scans_dir: Path, scene_id: str, sources: SourceOptions):
     if sources.source == "posed-images":
         yield PosedImagesSource(child_path(sources.posed_images, scene_id), embodiedscan_scene(sources, scene_id))
         return
+    if sources.source == "posed-rgbd":
+        yield PosedRgbdSource(child_path(sources.rgbd, scene_id), sources.depth_scale)
+        return
     from ross3d.scannet.sens import SensReader
 
     path = scan_paths(scans_dir, scene_id).sens
@@ -236,15 +295,17 @@ class SceneInputs:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) -> SceneInputs:
-    """Axis alignment, aligned mesh and objects of the scene (module docstring for what is optional)."""
+def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions, fuse_mesh: bool = False
+                      ) -> SceneInputs:
+    """Axis alignment, aligned mesh and objects of the scene (module docstring for what is optional). With
+    `fuse_mesh` a missing mesh is no error nor warning, whatever the source: the job fuses one from the frames."""
     from ross3d.scannet.scene import object_boxes, transform_points
 
     paths = scan_paths(scans_dir, scene_id)
-    posed = sources.source == "posed-images"
+    posed = sources.source != "sens"
     if not posed and not paths.root.is_dir():
         raise InputError(paths.root, "scene folder not found")
-    es = embodiedscan_scene(sources, scene_id) if posed else None
+    es = embodiedscan_scene(sources, scene_id) if sources.source == "posed-images" else None
     if paths.meta.is_file() or not posed:
         axis, aligned = read_axis_alignment(paths.meta)
     elif es is not None and es.axis_align_matrix is not None:
@@ -254,7 +315,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         axis, aligned = np.eye(4), False
     warnings = []
     mesh = None
-    if paths.mesh.is_file() or not posed:
+    if paths.mesh.is_file() or not (posed or fuse_mesh):
         raw = read_mesh(paths.mesh)
         mesh = SceneMesh(transform_points(axis, raw.vertices), raw.colors, raw.faces)
     objects = None
@@ -267,7 +328,7 @@ def load_scene_inputs(scans_dir: Path, scene_id: str, sources: SourceOptions) ->
         if boxes is None:
             raise InputError(sources.boxes_file, f"no 'scannet/{scene_id}' boxes")
         objects = SceneObjects(list(range(len(boxes))), [""] * len(boxes), [0] * len(boxes), boxes)
-    if mesh is None:
+    if mesh is None and not fuse_mesh:
         missing = [] if sources.selection_file else ["max-coverage selection (give --selection-file)"]
         missing.append("BEV bounds" if sources.bev_images else "BEV (give --bev-images)")
         missing.append("voxel counts (new_voxels 0)")

@@ -39,6 +39,29 @@ def read_matrix_txt(path: Path) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(4, 4)
 
 
+def read_depth_png(path: Path) -> np.ndarray:
+    """A 16-bit single-channel PNG as uint16 (H, W)."""
+    import cv2
+
+    if not path.is_file():
+        raise InputError(path, "depth file missing for a listed frame")
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth is None or depth.dtype != np.uint16 or depth.ndim != 2:
+        raise InputError(path, "not a 16-bit single-channel depth PNG")
+    return depth
+
+
+def read_jpeg_bytes(path: Path) -> bytes:
+    """A colour file's bytes, checked to be a JPEG (they are kept verbatim)."""
+    try:
+        color = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "colour file missing for a listed frame") from None
+    if color[:2] != b"\xff\xd8":
+        raise InputError(path, "not a JPEG file")
+    return color
+
+
 def frame_index_of(path: str | Path) -> int:
     """The original frame index encoded in a file stem (`00120.jpg` -> 120)."""
     stem = Path(path).stem
@@ -86,28 +109,14 @@ class PosedImagesScene:
         return self.root / f"{index:05d}.{ext}"
 
     def read_depth(self, index: int) -> np.ndarray:
-        import cv2
-
-        path = self._file(index, "png")
-        if not path.is_file():
-            raise InputError(path, "depth file missing for a listed frame")
-        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if depth is None or depth.dtype != np.uint16 or depth.ndim != 2:
-            raise InputError(path, "not a 16-bit single-channel depth PNG")
-        return depth
+        return read_depth_png(self._file(index, "png"))
 
     def frames(self, stride: int = 1) -> Iterator[PosedFrame]:
         """Frames whose original index is a multiple of `stride`, in index order."""
         for index in self.frame_indices:
             if index % stride:
                 continue
-            jpg = self._file(index, "jpg")
-            try:
-                color = jpg.read_bytes()
-            except FileNotFoundError:
-                raise InputError(jpg, "colour file missing for a listed frame") from None
-            if color[:2] != b"\xff\xd8":
-                raise InputError(jpg, "not a JPEG file")
+            color = read_jpeg_bytes(self._file(index, "jpg"))
             pose = read_matrix_txt(self._file(index, "txt"))
             yield PosedFrame(index, pose, color, self.read_depth(index))
 

@@ -12,7 +12,12 @@ from typing import Literal
 
 from ross3d.config_tree import load_config
 from ross3d.errors import ConfigError
-from ross3d.prep.qa.schema import TASKS
+from ross3d.prep.qa.schema import TASKS, VISION_ONLY
+
+# Qwen2's projection layers: LoRA's default targets (every attention and MLP projection, as LLaVA's LoRA recipe)
+QWEN2_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# the model's top-level parts, as the original's `mm_tunable_parts` (docs/original-model.md 8.4)
+TRAIN_PARTS = ("projector", "llm", "image_newline", "mask_token", "denoiser", "ground_head")
 
 
 @dataclass
@@ -34,6 +39,23 @@ class DataConfig:
     prefetch_factor: int = 2
     pin_memory: bool = True  # only takes effect on GPU
     scene_cache: int = 4  # scenes kept in memory per loader worker
+    # the semi-supervised protocol (docs/vision-only.md): only a seeded fraction of the training scenes keep their
+    # text samples; with unlabelled_as_vision_only the others become vision-only samples (reconstruction losses)
+    labelled_fraction: float = 1.0
+    labelled_seed: int = 0
+    unlabelled_as_vision_only: bool = False
+
+
+@dataclass
+class LoraOptions:
+    """LoRA on the language model's projections (ross3d.train.lora); defaults from LLaVA's LoRA recipe
+    (docs/original-model.md 8.4). `export`: merged weights (what eval loads), the adapter in peft's format, or both."""
+
+    r: int = 128
+    alpha: float = 256.0
+    dropout: float = 0.05
+    targets: list[str] = field(default_factory=lambda: list(QWEN2_PROJECTIONS))
+    export: Literal["merged", "adapter", "both"] = "merged"
 
 
 @dataclass
@@ -45,10 +67,14 @@ class ModelConfig:
     mask_ratio: float = 0.25
     mask_schedule: Literal["step", "sample"] = "step"
     gradient_checkpointing: bool = False
+    train_parts: list[str] = field(default_factory=lambda: list(TRAIN_PARTS))  # the parts that train at all
+    lora: LoraOptions | None = None  # set (`model.lora: {}` for the defaults): the LLM trains through LoRA
+
 
 
 @dataclass
 class OptimConfig:
+    name: Literal["adamw", "adamw_8bit"] = "adamw"  # adamw_8bit: bitsandbytes' 8-bit AdamW, GPU only
     lr: float = 1e-5
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -114,7 +140,33 @@ class TrainConfig:
         bad = [t for t in self.data.tasks if t not in TASKS]
         if bad or not self.data.tasks:
             raise ConfigError(f"data.tasks: {bad or 'empty'} not among {list(TASKS)}")
+        if not 0 <= self.data.labelled_fraction <= 1:
+            raise ConfigError(f"data.labelled_fraction: must lie in [0, 1], got {self.data.labelled_fraction}")
+        if self.data.unlabelled_as_vision_only and VISION_ONLY not in self.data.tasks:
+            raise ConfigError(f"data.unlabelled_as_vision_only: needs {VISION_ONLY!r} in data.tasks")
+        self._validate_parts()
         return self
+
+    def _validate_parts(self) -> None:
+        parts, lora = self.model.train_parts, self.model.lora
+        bad = [p for p in parts if p not in TRAIN_PARTS]
+        if bad or not parts:
+            raise ConfigError(f"model.train_parts: {bad or 'empty'} not among {list(TRAIN_PARTS)}")
+        if lora is None:
+            return
+        if "llm" not in parts:
+            raise ConfigError("model.lora: LoRA trains the LLM, but model.train_parts leaves out llm")
+        if self.zero_stage != 2:
+            raise ConfigError("model.lora: needs zero_stage 2 (the merged export needs the whole base weights)")
+        if lora.r < 1 or not lora.alpha > 0 or not 0 <= lora.dropout < 1:
+            raise ConfigError(f"model.lora: r must be >= 1, alpha > 0 and dropout in [0, 1), got r {lora.r}, "
+                              f"alpha {lora.alpha}, dropout {lora.dropout}")
+        wrong = [t for t in lora.targets if t not in QWEN2_PROJECTIONS]
+        if wrong or not lora.targets:
+            raise ConfigError(f"model.lora.targets: {wrong or 'empty'} not among {list(QWEN2_PROJECTIONS)}")
+        if lora.export == "adapter" and not self.model.init:
+            raise ConfigError("model.lora.export: an adapter alone needs model.init (the base it applies to); "
+                              "a fresh run exports merged or both")
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

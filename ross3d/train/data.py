@@ -19,7 +19,9 @@ import torch
 
 from ross3d.chat import ChatEncoder
 from ross3d.errors import InputError, Ross3DError
+from ross3d.prep.qa.schema import VISION_ONLY, Sample
 from ross3d.train.config import DataConfig
+from ross3d.train.labelled import training_rows
 from ross3d.train.sampler import rank_micro_batches
 
 GROUNDING_TASKS = ("scanrefer", "multi3drefer")
@@ -37,23 +39,23 @@ class TextSample:
     box_center: tuple[float, float, float] | None
 
 
-def load_text_samples(config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
-    """The configured split and tasks of samples.parquet, tokenised with the Qwen chat template."""
-    from pathlib import Path
-
-    from ross3d.prep.qa.schema import read_samples
-
-    path = Path(config.prep_dir) / "samples.parquet"
-    rows = read_samples(path, tasks=config.tasks, splits=[config.split])
-    if not rows:
-        raise InputError(path, f"no {config.split!r} samples of tasks {config.tasks}")
+def encode_samples(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
+    """samples.parquet rows tokenised with the Qwen chat template; a vision-only row is the image alone."""
     out = []
     for row in rows:
-        enc = encoder.encode([{"from": r, "value": t} for r, t in row.conversations], config.spatial_instruction)
+        if row.task == VISION_ONLY:
+            enc = encoder.encode_vision_only(config.spatial_instruction)
+        else:
+            enc = encoder.encode([{"from": r, "value": t} for r, t in row.conversations], config.spatial_instruction)
         box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
         out.append(TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
                               np.asarray(enc.labels, np.int64), tuple(row.object_ids), box))
     return out
+
+
+def load_text_samples(config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
+    """The configured split and tasks of samples.parquet (within the labelled fraction), tokenised."""
+    return encode_samples(training_rows(config)[0], config, encoder)
 
 
 def check_cache(config: DataConfig, samples: Sequence[TextSample]) -> None:

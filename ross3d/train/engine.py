@@ -1,5 +1,5 @@
 """DeepSpeed around the model: process-group setup (single process, `deepspeed` or `torchrun` launchers, one or
-many nodes), the ZeRO config, torch AdamW as the client optimizer and the warmup + cosine schedule.
+many nodes), the ZeRO config, the client optimizer (ross3d.train.optimizer) and the warmup + cosine schedule.
 
 On a machine without CUDA the CPU accelerator, the gloo backend and fp32 are used (docs/platform.md, "DeepSpeed on
 CPU"); on GPU nccl and bf16 unless the config says fp32.
@@ -37,7 +37,7 @@ LOOP_KEYS = {
     "bf16.enabled": "precision",
     "fp16.enabled": "precision (the loop trains in bf16 or fp32)",
 }
-# sections the loop provides itself (torch AdamW and the warmup-cosine LambdaLR, passed to deepspeed.initialize)
+# sections the loop provides itself (its optimizer and the warmup-cosine LambdaLR, passed to deepspeed.initialize)
 LOOP_SECTIONS = {"optimizer": "optim.*", "scheduler": "optim.warmup_ratio"}
 
 
@@ -184,25 +184,15 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
-def param_groups(model, optim) -> list[dict]:
-    """AdamW groups: weight decay on matrices only (none on biases and norms); the denoiser's parameters at
-    `optim.denoiser_lr` when set, everything else at `optim.lr`."""
-    groups: dict[tuple[float, float], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        own = optim.denoiser_lr is not None and name.startswith("denoiser.")
-        key = (optim.denoiser_lr if own else optim.lr, optim.weight_decay if param.ndim >= 2 else 0.0)
-        groups.setdefault(key, []).append(param)
-    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
-
-
 def build_engine(model, config: TrainConfig, ds_config: dict, total_steps: int):
-    """deepspeed.initialize with `ds_config`, AdamW (`param_groups`) and the warmup-cosine LambdaLR."""
+    """deepspeed.initialize with `ds_config`, the optimizer over the trainable parameters and the warmup-cosine
+    LambdaLR."""
     import deepspeed
 
-    optimizer = torch.optim.AdamW(param_groups(model, config.optim), lr=config.optim.lr,
-                                  betas=tuple(config.optim.betas), eps=config.optim.eps)
+    from ross3d.train.optimizer import build_optimizer
+
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, config.optim, ds_config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.optim.warmup_ratio))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                            config=ds_config)

@@ -3,6 +3,7 @@ order, the checkpointer when to save, the metrics logger when to log, the engine
 
 Every optimizer step runs `grad_accum` micro-batches on each rank. The model's random draws (view masks,
 diffusion timesteps and noise, posterior samples) come from a generator seeded by (seed, rank, step, micro-step),
+torch's global generators (LoRA's dropout) are reseeded from the same key,
 and the data order is a pure function of (seed, epoch), so a resumed run continues the loss trajectory exactly.
 The masking schedule reads the optimizer step, not the micro-step.
 
@@ -31,6 +32,10 @@ from ross3d.errors import ConfigError, InputError, TrainingError
 from ross3d.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
+# torch's global generators are reseeded from (seed, rank, step, micro-step, GLOBAL_STREAM) before every micro-step:
+# draws outside the model's own generator (LoRA's dropout) then do not depend on what ran before (a resumed run's
+# loader draws a seed from it at start)
+GLOBAL_STREAM = 1
 
 
 @dataclass
@@ -91,11 +96,14 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     import yaml
 
     from ross3d.chat import ChatEncoder
+    from ross3d.model.model_card import write_model_card
     from ross3d.train.checkpoint import Checkpointer, export_model
-    from ross3d.train.data import (MicroBatchDataset, check_cache, load_text_samples, micro_batch_order,
-                                   micro_batches, remaining_steps)
+    from ross3d.train.data import (MicroBatchDataset, check_cache, encode_samples, micro_batch_order, micro_batches,
+                                   remaining_steps)
     from ross3d.train.engine import build_engine, deepspeed_config
+    from ross3d.train.labelled import training_rows, write_split
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
+    from ross3d.train.optimizer import optimizer_class
     from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
     # ---- setup: run dir, model, data
@@ -108,8 +116,12 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     if dist.is_main:
         for change in ds_changes:
             log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
-    model, tokenizer = _model(config, out, dist, resume)
-    samples = load_text_samples(config.data, ChatEncoder(tokenizer, model.config.image_token_id))
+    optimizer_class(config.optim, ds_config)  # no GPU or package for the optimizer: fail before the model loads
+    model, tokenizer, adapter = _model(config, out, dist, resume)
+    rows, labelled_split = training_rows(config.data)
+    if labelled_split is not None and dist.is_main:
+        write_split(out, labelled_split)
+    samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     check_cache(config.data, samples)
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size
@@ -151,6 +163,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
             t = time.perf_counter()
             batch = _move(next(batches), dist.device)
             wait += time.perf_counter() - t
+            torch.manual_seed(_micro_seed(config.seed, dist.rank, step, micro, GLOBAL_STREAM))  # LoRA dropout
             result = engine(batch, global_step=step, generator=_generator(dist.device, config.seed, dist.rank,
                                                                           step, micro))
             engine.backward(result["loss"])
@@ -170,21 +183,40 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
             preview.maybe_write(engine.module, step)
         checkpointer.maybe_save(engine, step, epoch, total)
 
-    # ---- the end: HF-style export for eval, loss curve
+    # ---- the end: HF-style export for eval (LoRA merged into it), loss curve
     model = engine.module  # the export records how far it was trained (visualize labels pictures with it)
     model.config = model.config.replace(extra={**model.config.extra, "step": step})
-    export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
+    adapter_dir = None
+    if adapter is not None:
+        from ross3d.train.lora import finish_lora
+
+        adapter_dir = finish_lora(model, adapter, tokenizer, out / "checkpoints", config.model.lora.export,
+                                  config.model.train_parts, dist.is_main)
+    if adapter is None or config.model.lora.export != "adapter":
+        export_dir = export_model(engine, tokenizer, out / "checkpoints" / "final", dist.is_main)
+        if dist.is_main:  # the card lists the metrics of an evaluation into OUTPUT_DIR/results (make eval, the demo)
+            write_model_card(export_dir, model.config, out.name, resolved, out / "results")
+    else:
+        export_dir = adapter_dir
     metrics.close()
     return TrainResult(step, losses[0] if losses else None, losses[-1] if losses else None, out, export_dir)
 
 
 def _model(config: TrainConfig, out: Path, dist, resume: bool):
+    """(model, tokenizer, peft's LoRA wrapper of model.llm or None) with `model.train_parts` and LoRA applied."""
+    from ross3d.train.lora import add_lora
     from ross3d.train.model_setup import build_model
+    from ross3d.train.parts import freeze_parts, trainable_parameters
 
     model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
+    freeze_parts(model, config.model.train_parts)
+    adapter = add_lora(model, config.model.lora, config.seed, config.model.init) if config.model.lora else None
+    if dist.is_main:
+        log.info("trainable parameters: %d of %d", trainable_parameters(model),
+                 sum(p.numel() for p in model.parameters()))
     if config.model.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, tokenizer
+    return model, tokenizer, adapter
 
 
 def _preview(config: TrainConfig, model, tokenizer, dist):
@@ -196,10 +228,13 @@ def _preview(config: TrainConfig, model, tokenizer, dist):
     return TrainingPreview(config, model.config, tokenizer, dist.device, dist.is_main)
 
 
+def _micro_seed(*key: int) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _generator(device: torch.device, *key: int) -> torch.Generator:
     """The model's random stream for one micro-step, a pure function of (seed, rank, step, micro-step)."""
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator(device).manual_seed(seed)
+    return torch.Generator(device).manual_seed(_micro_seed(*key))
 
 
 def _rank_mean(values: torch.Tensor, world_size: int) -> list[float]:

@@ -3,7 +3,8 @@ sizes the cache dictates. Sizes that are data choices, not weight shapes (frames
 shift/scale), follow the cache, also for a checkpoint converted with another preset's frame count
 (`fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
 must match it. The original freezes only the vision tower and the VAE, which are not part of
-this model, so every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and mask_token.
+this model, so by default every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and
+mask_token (`model.train_parts` and `model.lora` narrow it: ross3d.train.parts, ross3d.train.lora).
 
 `<ground>`/`<coord>` are added when the tokenizer lacks them (a converted LLaVA-Video folder that predates them, a
 fresh tokenizer), with their rows at the mean of the existing rows as the original's training script; the
@@ -41,10 +42,12 @@ def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
     arrays = reader.load_scene(scenes[0], strategy)
     n_frames, n_patches, width = arrays["frames/vision"].shape
     channels, _, bev_grid = arrays["bev/vae_mean"].shape
-    if bev_grid != 2 * arrays["bev/valid27"].shape[0]:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27
+    mask = arrays["bev/valid27"].shape[0]
+    if bev_grid != 2 * mask:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27; caches made before the mask
+        # followed the BEV size hold a 27x27 mask for every size
         raise InputError(Path(cache_dir) / "cache.zarr" / scenes[0], f"BEV latent {bev_grid}x{bev_grid} does not "
-                         f"group to the {arrays['bev/valid27'].shape[0]}x{arrays['bev/valid27'].shape[0]} BEV "
-                         f"grid: training needs BEV renders of 432 px (prep scannet --bev-size 432)")
+                         f"group to the {mask}x{mask} BEV mask (a cache written before the mask followed the BEV "
+                         f"size): rebuild it (cache-latents --rebuild)")
     return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
             "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
             "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
@@ -60,21 +63,25 @@ def fit_to_cache(model_config, sizes: dict, source: str):
 
 
 def _training_texts(config: TrainConfig) -> list[str]:
+    """The texts of the training split, without the unlabelled scenes' (`data.labelled_fraction`)."""
     from ross3d.prep.qa.schema import read_samples
+    from ross3d.train.labelled import labelled_split
 
     rows = read_samples(Path(config.data.prep_dir) / "samples.parquet", splits=[config.data.split])
+    split = labelled_split(rows, config.data)
+    if split is not None:
+        labelled = set(split.labelled)
+        rows = [r for r in rows if r.scene_id in labelled]
     return [text.replace("<image>", " ") for row in rows for _, text in row.conversations]
 
 
 def _preset_overrides(items: list[str]) -> dict:
     """`field=value` strings (values as YAML scalars) checked against the Ross3DConfig fields."""
-    import dataclasses
-
     import yaml
 
     from ross3d.model.config import Ross3DConfig
 
-    fields = {f.name for f in dataclasses.fields(Ross3DConfig)}
+    fields = set(Ross3DConfig.field_names())
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")

@@ -20,8 +20,9 @@ from typing import Literal
 
 import numpy as np
 
-# The original's task ids: QA tasks share a group, captioning is one, grounding tasks share one.
-TASK_GROUP = {"scanqa": 0, "sqa3d": 0, "scan2cap": 1, "scanrefer": 2, "multi3drefer": 2}
+# The original's task ids: QA tasks share a group, captioning is one, grounding tasks share one; vision-only scenes
+# (reconstruction losses alone, docs/vision-only.md) are a group of their own.
+TASK_GROUP = {"scanqa": 0, "sqa3d": 0, "scan2cap": 1, "scanrefer": 2, "multi3drefer": 2, "vision_only": 3}
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,13 @@ def sample_batch(row, samples_path: str | Path, cache_dir: str | Path, strategy:
 
 def checkpoint_step(folder: str | Path) -> str:
     """The training step of a model folder: `step` in its config.json (top level or `extra`, where the trainer's
-    export records it), a `step_<n>` folder name, else the name."""
+    export records it; nested under `ross3d` in the format before), a `step_<n>` folder name, else the name."""
     import json
 
     folder = Path(folder)
     try:
         config = json.loads((folder / "config.json").read_text())
+        config = config.get("ross3d", config)
         step = config.get("step", config.get("extra", {}).get("step"))
     except (OSError, ValueError):
         step = None

@@ -1,5 +1,6 @@
 """`prep_qa`: every given benchmark folder -> samples.parquet rows (and proposals.parquet), with a report of
-row counts, skipped split files and bad records. Nothing is written when a record was bad, unless keep_going."""
+row counts, skipped split files and bad records. Nothing is written when a record was bad, unless keep_going.
+The file's `vision_only` rows (`prep vision-only`) are kept, but those of scenes the new samples hold out."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ross3d.prep.qa.native import find_file, load_list
 from ross3d.prep.qa.proposals import load_proposals, write_proposals
 from ross3d.prep.qa.report import QaReport
 from ross3d.prep.qa.scene_index import SceneIndex, load_scene_index
-from ross3d.prep.qa.schema import Sample, write_samples
+from ross3d.prep.qa.schema import VISION_ONLY, Sample, held_out_scenes, read_samples, write_samples
 from ross3d.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,23 @@ def _convert_scanrefer(root: Path, label_map: dict[str, int], scenes: SceneIndex
     return out
 
 
+def _kept_vision_only(path: Path, samples: list[Sample], report: QaReport) -> list[Sample]:
+    """The `prep vision-only` rows of the samples.parquet being replaced (docs/vision-only.md), counted in the
+    report; those of scenes the new samples hold out are dropped with a note."""
+    if not path.is_file():
+        return []
+    rows = [r for r in read_samples(path) if r.task == VISION_ONLY]
+    held_out = held_out_scenes(samples)
+    dropped = [r.scene_id for r in rows if r.scene_id in held_out]
+    if dropped:
+        report.notes.append(f"{len(dropped)} vision-only rows dropped, their scenes are held out now: "
+                            f"{', '.join(dropped[:5])}")
+    kept = [r for r in rows if r.scene_id not in held_out]
+    for r in kept:
+        report.rows[(r.task, r.split)] += 1
+    return kept
+
+
 def prep_qa(prep_dir: str | Path, sources: QaSources, label_map: str | Path | None = None,
             proposals: str | Path | None = None, scans_dir: str | Path | None = None, keep_going: bool = False,
             progress: Progress | None = None) -> QaReport:
@@ -123,7 +141,8 @@ def prep_qa(prep_dir: str | Path, sources: QaSources, label_map: str | Path | No
     if report.n_problems and not keep_going:
         log.error("%d bad records; nothing written (use --keep-going to write the other rows)", report.n_problems)
         return report
-    write_samples(prep_dir / SAMPLES_FILE, samples)
+    kept = _kept_vision_only(prep_dir / SAMPLES_FILE, samples, report)
+    write_samples(prep_dir / SAMPLES_FILE, samples + kept)
     report.samples_path = str(prep_dir / SAMPLES_FILE)
     if boxes is not None:
         write_proposals(prep_dir / PROPOSALS_FILE, boxes)

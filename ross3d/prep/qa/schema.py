@@ -3,6 +3,9 @@
 Columns: sample_id (unique, `<task>/<split>/<original id>[/<k>]`), split, task, scene_id, conversations
 (list of {from, value}), answers (the row's references, at least the gpt turn), object_ids (int32), box_input
 (6 float32 or null), question_type (null where the benchmark has none).
+
+A `vision_only` row (`ross3d prep vision-only`, docs/vision-only.md) is a training scene without a conversation:
+sample_id `vision_only/train/<scene_id>`, split `train`, every list column empty and the nullable columns null.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import pyarrow.parquet as pq
 from ross3d.errors import InputError
 from ross3d.safe_names import check_scene_id
 
-TASKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
+VISION_ONLY = "vision_only"  # a scene with no conversation: only the reconstruction losses train on it
+TASKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer", VISION_ONLY)
 
 SAMPLES_SCHEMA = pa.schema([
     pa.field("sample_id", pa.string(), nullable=False),
@@ -57,6 +61,19 @@ class Sample:
 def make_sample_id(task: str, split: str, original_id: object, k: int | None = None) -> str:
     base = f"{task}/{split}/{original_id}"
     return base if k is None else f"{base}/{k}"
+
+
+def vision_only_sample(scene_id: str) -> Sample:
+    """The vision-only training row of a scene (its id is unique per scene, so appending twice adds nothing)."""
+    return Sample(make_sample_id(VISION_ONLY, "train", scene_id), "train", VISION_ONLY, scene_id, [], [])
+
+
+def held_out_scenes(rows: Iterable[Sample]) -> set[str]:
+    """Scenes whose samples all lie outside the train split (a vision-only row of one would train on it)."""
+    train, other = set(), set()
+    for r in rows:
+        (train if r.split == "train" else other).add(r.scene_id)
+    return other - train
 
 
 def samples_table(samples: Iterable[Sample]) -> pa.Table:
