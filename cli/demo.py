@@ -90,7 +90,7 @@ def print_summary(summary: dict) -> None:
         for k, (key, (model, base)) in enumerate(v["required"].items()):
             last = k == len(v["required"]) - 1
             table.add_row(bench if k == 0 else "", key, _pct(model), _pct(base),
-                          ("yes" if v["honest_win"] else "no (below)") if last else "")
+                          ("yes" if v["honest_win"] else "no") if last else "")  # the reasons follow below
     console.print(table)
     fit = summary["vae_fit"]
     console.print(f"fitted VAE: held-out round trip {fit['heldout_psnr_db']:.1f} dB; posterior std "
