@@ -109,7 +109,8 @@ def measure(cache_dir: Path, physical: list[str], tasks, scenes, epoch: np.ndarr
 
     from ross3d.cache import reader as reader_module
     from ross3d.train.config import DataConfig
-    from ross3d.train.data import MicroBatchDataset, TextSample, micro_batch_order, micro_batches
+    from ross3d.batches import TextSample
+    from ross3d.train.data import MicroBatchDataset, micro_batch_order, micro_batches
 
     config = DataConfig(cache_dir=str(cache_dir), num_workers=workers, scene_cache=cache)
     text = np.arange(4, dtype=np.int64)

@@ -283,7 +283,7 @@ def test_a_cache_of_64_px_bev_renders_sizes_the_model_and_an_old_27x27_mask_is_r
     """This module's cache has 64 px BEVs: an 8x8 latent and a 4x4 mask, which size the model's BEV grid. A cache
     written before the mask followed the BEV size (a 27x27 mask beside the 8x8 latent) is refused before step 1."""
     from ross3d.errors import InputError
-    from ross3d.train.model_setup import cache_sizes
+    from ross3d.cache.model_sizes import cache_sizes
 
     _, cache = built
     assert cache_sizes(cache, "uniform")["bev_latent_grid"] == 8

@@ -70,6 +70,7 @@ import deepspeed
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from ross3d.model.tokenizer import build_tokenizer
 from ross3d.model.tokens import add_tokens
+from ross3d.train.zero import gathered_for_update
 deepspeed.init_distributed(dist_backend="gloo")
 tok = build_tokenizer(sys.argv[1:])
 n = len(tok)
@@ -81,7 +82,12 @@ w = llm.get_input_embeddings().weight
 assert hasattr(w, "ds_id") and w.numel() == 0
 with deepspeed.zero.GatheredParameters([w]):
     old = w.detach().clone()
-ids = add_tokens(tok, llm)
+try:
+    add_tokens(build_tokenizer(sys.argv[1:]), llm)  # no gather for partitioned weights: refused, nothing written
+    raise SystemExit("a partitioned embedding was written without the trainer's gather")
+except Exception as err:
+    assert "ZeRO-3-partitioned" in str(err), err
+ids = add_tokens(tok, llm, gathered_for_update)
 with deepspeed.zero.GatheredParameters([w]):
     for i in ids.values():
         assert torch.allclose(w[i], old[:n].mean(0)), i

@@ -339,7 +339,8 @@ def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeyp
     """Real DataLoader workers over the real cache, the reader wrapped to log each scene block it reads: under
     scene_local every run of the plan is one read in one worker; the random order reads about once per sample."""
     from ross3d.cache import reader as reader_module
-    from ross3d.train.data import MicroBatchDataset, TextSample, micro_batch_order, micro_batches
+    from ross3d.batches import TextSample
+    from ross3d.train.data import MicroBatchDataset, micro_batch_order, micro_batches
     from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
     from test_sampler import SCENE_IDS, SCENE_TASKS, _scene_switches
 
@@ -621,7 +622,7 @@ def test_deepspeed_config_merges_a_user_file_and_refuses_conflicts(tmp_path):
 
 def test_sizes_that_are_no_weight_shape_follow_the_cache():
     from ross3d.model.config import preset
-    from ross3d.train.model_setup import fit_to_cache
+    from ross3d.cache.model_sizes import fit_to_cache
 
     sizes = {"n_frames": 4, "patch_grid": 27, "vision_dim": 1152, "bev_latent_grid": 54, "latent_channels": 16,
              "latent_shift": 0.0, "latent_scale": 0.5}

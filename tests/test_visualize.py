@@ -92,7 +92,7 @@ def inputs(tmp_path_factory):
     from ross3d.model.checkpoint import save_model
     from ross3d.model.tokenizer import build_tokenizer
     from ross3d.model.tokens import add_tokens
-    from ross3d.train.model_setup import cache_sizes
+    from ross3d.cache.model_sizes import cache_sizes
 
     root = tmp_path_factory.mktemp("visualize")
     found = build_train_inputs(root)

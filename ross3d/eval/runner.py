@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ross3d.batches import GROUNDING_TASKS, SceneCache, TextSample, collate
 from ross3d.chat import ChatEncoder
 from ross3d.eval.scoring import BENCHMARK_SPLITS
 from ross3d.progress import NullProgress, Progress
-from ross3d.train.data import GROUNDING_TASKS, SceneCache, TextSample, collate
 
 DATASET_NAMES = {"scanqa": "scanQA", "sqa3d": "sqa3d", "scan2cap": "scan2cap", "scanrefer": "scanrefer",
                  "multi3drefer": "multi3drefer"}
@@ -63,7 +63,7 @@ class Evaluator:
         from ross3d.eval.scoring import object_boxes
         from ross3d.model.checkpoint import load_model
         from ross3d.model.tokenizer import load_tokenizer
-        from ross3d.train.model_setup import cache_sizes, fit_to_cache
+        from ross3d.cache.model_sizes import cache_sizes, fit_to_cache
 
         self.checkpoint, self.options, self.prep_dir = Path(checkpoint), options, Path(prep_dir)
         options.device = str(resolve_device(options.device))

@@ -1,7 +1,7 @@
 """Model and tokenizer for a run: from a ross3d model folder (`model.init`) or fresh from a size preset, with the
 sizes the cache dictates. Sizes that are data choices, not weight shapes (frames per sample, SigLIP patch grid, VAE
 shift/scale), follow the cache, also for a checkpoint converted with another preset's frame count
-(`fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
+(`ross3d.cache.model_sizes.fit_to_cache`, used by eval and visualize too); weight shapes (feature width, latent channels, BEV latent grid)
 must match it. The original freezes only the vision tower and the VAE, which are not part of
 this model, so by default every parameter trains: projector, LLM, denoiser, grounding heads, image_newline and
 mask_token (`model.train_parts` and `model.lora` narrow it: ross3d.train.parts, ross3d.train.lora).
@@ -19,47 +19,11 @@ from pathlib import Path
 
 import torch
 
-from ross3d.errors import ConfigError, InputError
+from ross3d.cache.model_sizes import cache_sizes, fit_to_cache
+from ross3d.errors import ConfigError
 from ross3d.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-# Ross3DConfig fields the cache fixes that are no weight shape: a model follows the cache in these
-FOLLOW_CACHE = ("n_frames", "patch_grid", "latent_shift", "latent_scale")
-
-
-def cache_sizes(cache_dir: str | Path, strategy: str) -> dict:
-    """Model config fields fixed by the cache: frames per sample, SigLIP width, BEV latent grid, VAE factors."""
-    from ross3d.cache.reader import CacheReader
-
-    reader = CacheReader(cache_dir)
-    if not reader.has_vision:
-        raise InputError(Path(cache_dir) / "manifest.json", "cache has no vision features (run cache-latents "
-                                                           "with --vision-tower)")
-    scenes = reader.scenes(strategy)
-    if not scenes:
-        raise InputError(Path(cache_dir) / "index.parquet", f"no scene cached with strategy {strategy!r}")
-    arrays = reader.load_scene(scenes[0], strategy)
-    n_frames, n_patches, width = arrays["frames/vision"].shape
-    channels, _, bev_grid = arrays["bev/vae_mean"].shape
-    mask = arrays["bev/valid27"].shape[0]
-    if bev_grid != 2 * mask:  # 432 px -> 54x54 latent -> the 27x27 grid of valid27; caches made before the mask
-        # followed the BEV size hold a 27x27 mask for every size
-        raise InputError(Path(cache_dir) / "cache.zarr" / scenes[0], f"BEV latent {bev_grid}x{bev_grid} does not "
-                         f"group to the {mask}x{mask} BEV mask (a cache written before the mask followed the BEV "
-                         f"size): rebuild it (cache-latents --rebuild)")
-    return {"n_frames": int(n_frames), "patch_grid": int(round(n_patches ** 0.5)), "vision_dim": int(width),
-            "bev_latent_grid": int(bev_grid), "latent_channels": int(channels),
-            "latent_shift": reader.shift_factor, "latent_scale": reader.scaling_factor}
-
-
-def fit_to_cache(model_config, sizes: dict, source: str):
-    """`model_config` with the cache's data-choice sizes (FOLLOW_CACHE); a weight shape that differs is an error."""
-    wrong = {k: (getattr(model_config, k), v) for k, v in sizes.items()
-             if k not in FOLLOW_CACHE and getattr(model_config, k) != v}
-    if wrong:
-        raise ConfigError(f"{source} does not fit the cache (model, cache): {wrong}")
-    return model_config.replace(**{k: sizes[k] for k in FOLLOW_CACHE})
 
 
 def _training_texts(config: TrainConfig) -> list[str]:
@@ -104,6 +68,7 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
     from ross3d.model.tokenizer import build_tokenizer, load_tokenizer
     from ross3d.model.tokens import ADDED_TOKENS, add_model_tokens
     from ross3d.train.engine import use_bf16
+    from ross3d.train.zero import gathered_for_update
 
     sizes = cache_sizes(config.data.cache_dir, config.data.strategy)
     options = {"mask_ratio": config.model.mask_ratio, "mask_schedule": config.model.mask_schedule}
@@ -118,7 +83,7 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
         model.config = fitted.replace(**options, extra=_extra(model.config, config))
         tokenizer = load_tokenizer(config.model.init)
         missing = [tok for tok in ADDED_TOKENS if tok not in tokenizer.get_vocab()]
-        ids = add_model_tokens(model, tokenizer)
+        ids = add_model_tokens(model, tokenizer, gathered_for_update)
         if missing and is_main:
             log.info("model.init has no %s: added as ids %s, mean-initialised", " ".join(missing),
                      [ids[tok] for tok in missing])
@@ -133,7 +98,7 @@ def build_model(config: TrainConfig, tokenizer_dir: Path, is_main: bool = True, 
         raise ConfigError(f"model.tokenizer_vocab: {len(tokenizer)} + 2 added tokens exceed the "
                           f"{model_config.vocab_size}-row vocabulary of preset {config.model.preset!r}")
     model = Ross3D(model_config)
-    add_model_tokens(model, tokenizer)
+    add_model_tokens(model, tokenizer, gathered_for_update)
     model.config = model.config.replace(extra=_extra(model.config, config))
     if is_main:
         tokenizer.save_pretrained(str(tokenizer_dir))

@@ -49,7 +49,7 @@ class TrainingPreview:
         samples = Path(data.prep_dir) / "samples.parquet"
         cached = set(CacheReader(data.cache_dir).scenes(data.strategy))
         self.row = held_out_row(samples, data.split, data.tasks, cached, config.visualize_sample)
-        self.batch = move(sample_batch(self.row, samples, data.cache_dir, data.strategy, tokenizer,
+        self.batch = move(sample_batch(self.row, data.cache_dir, data.strategy, tokenizer,
                                        model_config.image_token_id, data.spatial_instruction), device)
         self.view_mask = view_mask_for(model_config, None, config.seed, device)
         self.every, self.steps, self.seed = config.visualize_every, config.visualize_steps, config.seed

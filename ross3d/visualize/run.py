@@ -35,21 +35,14 @@ def pick_sample(samples_path: str | Path, scene_id: str | None = None, sample_id
     return hits[0]
 
 
-def sample_batch(row, samples_path: str | Path, cache_dir: str | Path, strategy: str, tokenizer, image_token_id: int,
+def sample_batch(row, cache_dir: str | Path, strategy: str, tokenizer, image_token_id: int,
                  spatial_instruction: bool = False) -> dict:
     """The model's one-sample batch for a samples.parquet row, tokenised and collated exactly as in training."""
+    from ross3d.batches import collate, encode_row
     from ross3d.cache.reader import CacheReader
     from ross3d.chat import ChatEncoder
-    from ross3d.prep.qa.schema import read_samples
-    from ross3d.train.config import DataConfig
-    from ross3d.train.data import collate, load_text_samples
 
-    prep_dir = Path(samples_path).parent
-    same = read_samples(samples_path, tasks=[row.task], splits=[row.split])
-    position = next(i for i, r in enumerate(same) if r.sample_id == row.sample_id)
-    config = DataConfig(prep_dir=str(prep_dir), cache_dir=str(cache_dir), split=row.split, tasks=[row.task],
-                        strategy=strategy, spatial_instruction=spatial_instruction)
-    text = load_text_samples(config, ChatEncoder(tokenizer, image_token_id))[position]
+    text = encode_row(row, ChatEncoder(tokenizer, image_token_id), spatial_instruction)
     scene = CacheReader(cache_dir).load_scene(row.scene_id, strategy)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return collate([text], [scene], pad)
@@ -105,7 +98,7 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     from ross3d.model.checkpoint import load_model
     from ross3d.model.diffusion import SAMPLERS
     from ross3d.model.tokenizer import load_tokenizer
-    from ross3d.train.model_setup import cache_sizes, fit_to_cache
+    from ross3d.cache.model_sizes import cache_sizes, fit_to_cache
     from ross3d.visualize.reconstruct import reconstruct, view_mask_for
     from ross3d.visualize.vae import check_vae, load_vae
 
@@ -124,8 +117,8 @@ def visualize_checkpoint(checkpoint: str | Path, cache_dir: str | Path, samples_
     model.to(dev)
     tokenizer = load_tokenizer(checkpoint)
     row = pick_sample(samples_path, scene_id, sample_id)
-    batch = move(sample_batch(row, samples_path, cache_dir, strategy, tokenizer, model.config.image_token_id,
-                              spatial_instruction), dev)
+    batch = move(sample_batch(row, cache_dir, strategy, tokenizer, model.config.image_token_id, spatial_instruction),
+                 dev)
     view_mask = view_mask_for(model.config, mask_views, seed, dev)
     recs = reconstruct(model, batch, view_mask, steps, sampler, seed, clip)
     step = checkpoint_step(checkpoint)
