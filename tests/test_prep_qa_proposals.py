@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from ross3d.errors import ConfigError, InputError
 from ross3d.boxes import aabb_iou
-from ross3d.prep.qa.proposals import read_proposals, read_proposals_json
+from ross3d.prep.qa.proposals import read_proposals
+from ross3d.scannet.posed_images import load_box_file
 from ross3d.prep.qa.run import QaSources, prep_qa
 from ross3d.prep.qa.schema import read_samples
 from ross3d_cli.app import app
@@ -97,12 +98,12 @@ def test_mask_columns_must_match_mesh_vertices(masked, tmp_path):
 
 def test_proposals_json_with_or_without_prefix_and_bad_boxes(tmp_path):
     write_json(tmp_path / "p.json", {"scannet/scene0000_00": [[1, 2, 3, 4, 5, 6]], "scene0001_00": []})
-    boxes = read_proposals_json(tmp_path / "p.json")
+    boxes = load_box_file(tmp_path / "p.json")
     np.testing.assert_array_equal(boxes["scene0000_00"], [[1, 2, 3, 4, 5, 6]])
     assert boxes["scene0001_00"].shape == (0, 6)
     write_json(tmp_path / "bad.json", {"scannet/scene0000_00": [[1, 2, 3]]})
-    with pytest.raises(InputError, match="not lists of 6 numbers"):
-        read_proposals_json(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="boxes must be lists of 6 numbers"):
+        load_box_file(tmp_path / "bad.json")
 
 
 def test_aabb_iou_matches_a_direct_volume_computation():

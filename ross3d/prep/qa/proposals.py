@@ -18,6 +18,7 @@ from ross3d.boxes import aabb_iou
 from ross3d.prep.qa.native import load_json
 from ross3d.prep.qa.schema import read_checked_table
 from ross3d.safe_names import check_scene_id
+from ross3d.scannet.posed_images import load_box_file
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +30,6 @@ PROPOSALS_SCHEMA = pa.schema([
     pa.field("proposal_id", pa.int32(), nullable=False),
     pa.field("box", pa.list_(pa.float32(), 6), nullable=False),
 ])
-
-
-def _scene_key(key: str) -> str:
-    return key.removeprefix("scannet/")
-
-
-def read_proposals_json(path: str | Path) -> dict[str, np.ndarray]:
-    """scene_id -> (N, 6) float32 boxes from a `scannet_{split}_{gt,pred}_box.json`-style file."""
-    path = Path(path)
-    data = load_json(path)
-    if not isinstance(data, dict):
-        raise InputError(path, 'expected a JSON object {"scannet/<scene>": [[cx,cy,cz,dx,dy,dz], ...]}')
-    out = {}
-    for key, boxes in data.items():
-        try:
-            arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 6)
-        except (TypeError, ValueError):
-            raise InputError(path, f"boxes of {key!r} are not lists of 6 numbers") from None
-        if len(boxes) and arr.shape[0] != len(boxes):
-            raise InputError(path, f"boxes of {key!r} are not lists of 6 numbers")
-        out[check_scene_id(_scene_key(key), path)] = arr
-    return out
 
 
 def mask_boxes(masks, aligned_vertices: np.ndarray, source: str | Path) -> np.ndarray:
@@ -116,7 +95,7 @@ def load_proposals(source: str | Path, prep_dir: str | Path, scans_dir: str | Pa
         return read_mask_proposals(source, scans_dir or scans_dir_from_manifest(prep_dir))
     if not source.is_file():
         raise InputError(source, "proposals file or folder not found")
-    return read_proposals_json(source)
+    return load_box_file(source)
 
 
 def write_proposals(path: str | Path, proposals: dict[str, np.ndarray]) -> int:
