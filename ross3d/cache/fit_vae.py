@@ -2,8 +2,10 @@
 
 A random VAE's posterior is wider than its signal (posterior std about 1 against a spread of the means of about
 0.4), so a reconstruction target drawn from it is mostly sampling noise. A short training loop on the scenes'
-own images (random crops, MSE plus a small KL term, Adam) gives a narrow posterior and a decoder that turns the
-latents back into the frames. Every fourth kept frame of each scene is held out for the reported PSNR. The
+own images (random crops, MSE plus a small KL term, Adam) gives a decoder that turns the latents back into the
+frames. The posterior's width is fixed while fitting (`fixed_logvar`): left free, the encoder's log-variance drifted
+to the clamp (+20, std 22,000) on flat regions the decoder ignores, and the cached targets of those cells were
+noise thousands of times larger than the signal (docs/demo.md, "The fitted VAE"). Every fourth kept frame of each scene is held out for the reported PSNR. The
 fitted `shift_factor` and `scaling_factor` are the mean and 1 / std of the posterior means, so the denoiser's
 targets `(z - shift) * scale` have unit scale.
 """
@@ -31,7 +33,7 @@ class FitOptions:
     crop: int = 48  # training crops (the VAE is convolutional); a multiple of 8
     lr: float = 3e-3
     kl_weight: float = 1e-6
-    initial_logvar: float = -6.0  # the encoder's log-variance output starts here (posterior std 0.05)
+    fixed_logvar: float = -6.0  # the encoder's log-variance output, everywhere and throughout (posterior std 0.05)
     seed: int = 0
 
 
@@ -43,6 +45,7 @@ class FitReport:
     heldout_frames: int
     heldout_psnr_db: float  # round trip through the posterior mean, images in [0, 1]
     mean_logvar: float  # mean posterior log-variance over the training images
+    max_logvar: float  # the largest posterior log-variance of any latent cell of any training image
     posterior_std: float  # exp(0.5 * mean_logvar)
     mean_spread: float  # std of the posterior means
     shift_factor: float
@@ -100,24 +103,31 @@ def round_trip(vae, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
 
 
 @torch.no_grad()
-def posterior_stats(vae, images: list[torch.Tensor]) -> tuple[float, float, float]:
-    """(mean log-variance, mean of the posterior means, std of the posterior means) over the images."""
+def posterior_stats(vae, images: list[torch.Tensor]) -> tuple[float, float, float, float]:
+    """(mean log-variance, largest log-variance, mean of the posterior means, std of the posterior means) over the
+    images."""
     means, logvars = [], []
     for image in images:
         dist = vae.encode(image[None]).latent_dist
         means.append(dist.mean.flatten())
         logvars.append(dist.logvar.flatten())
     mean, logvar = torch.cat(means), torch.cat(logvars)
-    return float(logvar.mean()), float(mean.mean()), float(mean.std())
+    return float(logvar.mean()), float(logvar.max()), float(mean.mean()), float(mean.std())
 
 
-def narrow_initial_posterior(vae, logvar: float) -> None:
-    """Make the encoder's log-variance channels start at `logvar` everywhere (zero weights, constant bias)."""
+def fix_posterior_width(vae, logvar: float) -> None:
+    """Make the encoder's log-variance output `logvar` everywhere and keep it there while training: the
+    log-variance half of `conv_out` gets zero weights and a constant bias, and hooks zero their gradients (Adam
+    then never moves them)."""
     conv = vae.encoder.conv_out
     half = conv.out_channels // 2
     with torch.no_grad():
         conv.weight[half:].zero_()
         conv.bias[half:].fill_(logvar)
+    for param in (conv.weight, conv.bias):
+        keep = torch.ones_like(param)
+        keep[half:] = 0
+        param.register_hook(lambda grad, keep=keep: grad * keep)
 
 
 def fit_vae(vae, train: torch.Tensor, held: torch.Tensor, bevs: list[torch.Tensor], options: FitOptions = FitOptions(),
@@ -127,7 +137,7 @@ def fit_vae(vae, train: torch.Tensor, held: torch.Tensor, bevs: list[torch.Tenso
         raise InputError("crop", f"{options.crop} must be a multiple of 8 no larger than {train.shape[-1]}")
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    narrow_initial_posterior(vae, options.initial_logvar)
+    fix_posterior_width(vae, options.fixed_logvar)
     images = list(train) + bevs
     optimizer = torch.optim.Adam(vae.parameters(), lr=options.lr)
     vae.train()
@@ -148,12 +158,12 @@ def fit_vae(vae, train: torch.Tensor, held: torch.Tensor, bevs: list[torch.Tenso
     progress.finish("vae")
     seconds = time.perf_counter() - start
     vae.eval()
-    mean_logvar, shift, spread = posterior_stats(vae, list(train) + bevs)
+    mean_logvar, max_logvar, shift, spread = posterior_stats(vae, list(train) + bevs)
     vae.register_to_config(shift_factor=round(shift, 6), scaling_factor=round(1.0 / spread, 6))
     held_psnr = psnr(round_trip(vae, held), held)
     return FitReport(options.steps, round(seconds, 1), len(images), len(held), round(held_psnr, 2),
-                     round(mean_logvar, 3), round(math.exp(0.5 * mean_logvar), 4), round(spread, 4),
-                     round(shift, 6), round(1.0 / spread, 6))
+                     round(mean_logvar, 3), round(max_logvar, 3), round(math.exp(0.5 * mean_logvar), 4),
+                     round(spread, 4), round(shift, 6), round(1.0 / spread, 6))
 
 
 def save_fitted_tiny_vae(prep_dir: str | Path, out_dir: str | Path, options: FitOptions = FitOptions(),
