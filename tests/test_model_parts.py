@@ -1,5 +1,5 @@
 """Model components against independent closed forms: 3D PE, pooling, newline layout, 2x2 grouping, cosine
-schedule, q_sample, masking schedules, labelled-only LM loss, InfoNCE."""
+schedule, q_sample, the v target, sampling, repeated BEV draws, masking schedules, labelled-only LM loss, InfoNCE."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ross3d.model.lm_loss import lm_losses
 from ross3d.model.masking import draw_view_mask, masking_samples
 from ross3d.model.position import discretize, sincos_3d
 from ross3d.model.projector import add_row_newlines, pool_tokens, strip_row_newlines
+from ross3d.model.reconstruction import bev_loss
 
 
 def test_sincos_3d_matches_numpy_formula():
@@ -99,16 +100,31 @@ def test_cosine_schedule_closed_form_and_diffusers_match():
     torch.testing.assert_close(diff.q_sample(x0, t, noise), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
 
 
+def test_v_target_is_sqrt_abar_eps_minus_sqrt_one_minus_abar_x0():
+    x0, noise = torch.tensor([[1.5, -2.0]] * 3), torch.tensor([[0.3, 0.7]] * 3)
+    t = torch.tensor([0, 500, 999])
+    got = GaussianDiffusion(1000, "v_prediction").target(x0, t, noise)
+    for row, step in enumerate((0, 500, 999)):
+        a = _abar(step)  # closed form below, not the class's table
+        want = [math.sqrt(a) * n - math.sqrt(1 - a) * x for n, x in ((0.3, 1.5), (0.7, -2.0))]
+        torch.testing.assert_close(got[row], torch.tensor(want), atol=1e-6, rtol=1e-5)
+    assert torch.equal(GaussianDiffusion(1000).target(x0, t, noise), noise)  # epsilon: the noise itself
+    with pytest.raises(ConfigError, match="prediction_type"):
+        GaussianDiffusion(1000, "x0")
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 @pytest.mark.parametrize("clip", [True, False])
-def test_sampling_with_an_exact_eps_model_returns_the_data_point(sampler, clip):
-    diff = GaussianDiffusion(1000)
+def test_sampling_with_an_exact_model_returns_the_data_point(sampler, clip, prediction):
+    diff = GaussianDiffusion(1000, prediction)
     target = torch.tensor([[2.5, -0.4, 0.7, -1.8], [0.1, -3.0, 0.9, 1.2]])
     abar = diff.alphas_cumprod.float()
 
-    def oracle(x, t):  # the true eps for a point mass at `target`
+    def oracle(x, t):  # the true eps (or v = sqrt(a) eps - sqrt(1 - a) x0) for a point mass at `target`
         a = abar[t][:, None]
-        return (x - a.sqrt() * target) / (1 - a).sqrt()
+        eps = (x - a.sqrt() * target) / (1 - a).sqrt()
+        return eps if prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * target
 
     out = diff.sample(oracle, (2, 4), steps=20, sampler=sampler, generator=torch.Generator().manual_seed(0),
                       clip=clip)
@@ -161,6 +177,39 @@ def test_ddpm_clipping_takes_the_posterior_mean_of_the_clamped_x0():
     got = GaussianDiffusion(1000).sample(model, (2, 6), steps=2, sampler="ddpm",
                                          generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(got.double(), x, atol=1e-4, rtol=1e-4)
+
+
+def test_bev_loss_averages_its_repeated_draws_per_sample():
+    """bev_repeat 3 on 2 samples: the posterior is drawn once per sample, then t and eps per repeated row (the
+    generator's order); each row's masked mean of (eps - model(x_t, t))^2, then the mean over a sample's rows."""
+    cfg = preset("tiny", bev_latent_grid=4, latent_channels=2, denoiser_dim=16, denoiser_heads=2, bev_repeat=3,
+                 latent_shift=0.0, latent_scale=1.0)
+    torch.manual_seed(0)
+    from ross3d.model.denoiser import Denoiser
+
+    den = Denoiser(8, 12, 16, 1, 2, 2.0, 2, 2)
+    for p in den.parameters():  # adaLN-zero starts at 0: give every weight a value so rows differ
+        p.data.normal_(0, 0.3)
+    cond = torch.randn(2, 4, 16)
+    mean, logvar = torch.randn(2, 2, 4, 4), torch.full((2, 2, 4, 4), -4.0)
+    valid = torch.tensor([[[True, False], [True, True]], [[False, False], [False, True]]])
+    got = bev_loss(cfg, den, GaussianDiffusion(1000), cond, mean, logvar, valid, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g)
+    x0 = z.reshape(2, 2, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(2, 8, 2, 2)  # 2x2 space-to-channel
+    t = torch.randint(0, 1000, (6,), generator=g)
+    eps = torch.randn(6, 8, 2, 2, generator=g)
+    want = []
+    for b in range(2):
+        rows = []
+        for r in range(3):
+            k = 3 * b + r
+            a = _abar(int(t[k]))
+            xt = math.sqrt(a) * x0[b] + math.sqrt(1 - a) * eps[k]
+            err = (eps[k] - den(xt[None], t[k:k + 1], cond[b:b + 1], "bev")[0]) ** 2  # (8, 2, 2)
+            rows.append(err[:, valid[b]].mean())
+        want.append(torch.stack(rows).mean())
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-5, rtol=1e-4)
 
 
 def test_masking_step_schedule_counts():

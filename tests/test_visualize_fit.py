@@ -29,7 +29,7 @@ def _fit(model: Ross3D, data: list[tuple[str, torch.Tensor, torch.Tensor]], step
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
         opt.zero_grad()
-        loss = sum(model.diffusion.eps_loss(lambda x, t: model.denoiser(x, t, c.expand(rows, -1, -1), kind),
+        loss = sum(model.diffusion.loss(lambda x, t: model.denoiser(x, t, c.expand(rows, -1, -1), kind),
                                             x0.expand(rows, -1, -1, -1), generator).mean() for kind, c, x0 in data)
         loss.backward()
         opt.step()

@@ -1,7 +1,9 @@
-"""Gaussian diffusion for the denoiser: Nichol-Dhariwal cosine schedule, q_sample, eps-MSE loss, and sampling.
+"""Gaussian diffusion for the denoiser: Nichol-Dhariwal cosine schedule, q_sample, the denoising MSE, and sampling.
 
 Training follows the original (docs/original-model.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
-`beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE.
+`beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE. The model may
+instead predict `v = sqrt(abar) eps - sqrt(1 - abar) x0` (`prediction_type: v_prediction`, Salimans & Ho 2022), whose
+loss weighs the x0 error at large t, where only the condition can tell the target (docs/model.md, differences).
 Sampling uses diffusers' DDPMScheduler / DDIMScheduler with `beta_schedule="squaredcos_cap_v2"`, whose betas are
 the same formula (tests check this), respaced to fewer steps by the scheduler's `set_timesteps`. As the original's
 `sample()` (`clip_denoised=True`), each step clamps the predicted x0 to [-1, 1] (`clip_sample`); DDPM's posterior
@@ -19,6 +21,7 @@ import torch
 from ross3d.errors import ConfigError
 
 SAMPLERS = ("ddpm", "ddim")
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # diffusers' names
 
 
 def cosine_betas(steps: int, max_beta: float = 0.999) -> torch.Tensor:
@@ -31,10 +34,13 @@ def cosine_betas(steps: int, max_beta: float = 0.999) -> torch.Tensor:
 
 
 class GaussianDiffusion:
-    """The cosine-schedule forward process and the epsilon-prediction training loss."""
+    """The cosine-schedule forward process and the training loss of an epsilon- or v-predicting model."""
 
-    def __init__(self, steps: int = 1000):
+    def __init__(self, steps: int = 1000, prediction_type: str = "epsilon"):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"model.prediction_type: {prediction_type!r} is not one of {PREDICTION_TYPES}")
         self.steps = steps
+        self.prediction_type = prediction_type
         self.betas = cosine_betas(steps)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
 
@@ -43,20 +49,27 @@ class GaussianDiffusion:
         abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def eps_loss(self, model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-element (eps - model(x_t, t))^2 with t ~ U{0..T-1} and eps ~ N(0, I) drawn per row of x0."""
+    def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the model predicts for x_t = q_sample(x0, t, noise): the noise, or v = sqrt(abar) eps - sqrt(1 - abar) x0."""
+        if self.prediction_type == "epsilon":
+            return noise
+        abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def loss(self, model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-element (target - model(x_t, t))^2 with t ~ U{0..T-1} and eps ~ N(0, I) drawn per row of x0."""
         dev = generator.device if generator else "cpu"
         t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator, device=dev).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=dev).to(x0.device, x0.dtype)
-        return (noise - model(self.q_sample(x0, t, noise), t)) ** 2
+        return (self.target(x0, t, noise) - model(self.q_sample(x0, t, noise), t)) ** 2
 
     def scheduler(self, sampler: str, clip: bool = True):
-        """A diffusers scheduler with this schedule (epsilon prediction; x0 clamped to [-1, 1] when `clip`)."""
+        """A diffusers scheduler with this schedule and prediction type (x0 clamped to [-1, 1] when `clip`)."""
         from diffusers import DDIMScheduler, DDPMScheduler
 
         common = dict(num_train_timesteps=self.steps, beta_schedule="squaredcos_cap_v2", clip_sample=clip,
-                      clip_sample_range=1.0, prediction_type="epsilon")
+                      clip_sample_range=1.0, prediction_type=self.prediction_type)
         if sampler == "ddpm":
             return DDPMScheduler(variance_type="fixed_small", **common)
         if sampler == "ddim":

@@ -71,7 +71,7 @@ class Ross3D(PreTrainedModel):
         self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
         self.ground_head = GroundingHead(d, config.ground_temperature)
-        self.diffusion = GaussianDiffusion(config.diffusion_steps)
+        self.diffusion = GaussianDiffusion(config.diffusion_steps, config.prediction_type)
         for param in self._own_parameters():  # built with their initial values above: post_init keeps them
             if not param.is_meta:  # from_pretrained builds on the meta device: what it does not load, it initialises
                 param._is_hf_initialized = True
