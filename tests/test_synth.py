@@ -114,6 +114,34 @@ def test_annotations_follow_from_the_scene(synth_root):
     assert tsv[0].split("\t")[:5] == ["id", "raw_category", "category", "count", "nyu40id"]
 
 
+def test_sqa3d_val_and_test_situations_face_objects_faced_in_training(synth_root):
+    """Parsed from the written files: every val/test colour question asks about an object (the label after "facing
+    the") that some train situation of the scene faces, with the colour the scene gives it; of the scene's ordered
+    pairs of unique objects, 9 train situations, then up to 6 more alternately val and test."""
+    rooms = {s.scene_id: s.room for s in make_scenes(2, seed=0)}
+    faced: dict[str, dict[str, set]] = {}
+    for split in ("train", "val", "test"):
+        questions = _load(synth_root, "sqa_task", "balanced",
+                          f"v1_balanced_questions_{split}_scannetv2.json")["questions"]
+        answers = {a["question_id"]: a["answers"][0]["answer"] for a in _load(
+            synth_root, "sqa_task", "balanced", f"v1_balanced_sqa_annotations_{split}_scannetv2.json")["annotations"]}
+        for scene_id in rooms:
+            situations = {q["situation"] for q in questions if q["scene_id"] == scene_id}
+            labels = Counter(o.label for o in rooms[scene_id].objects if o.color_name)
+            pairs = sum(n == 1 for n in labels.values()) * (sum(n == 1 for n in labels.values()) - 1)
+            held = min(15, pairs) - min(9, pairs)
+            assert len(situations) == {"train": min(9, pairs), "val": (held + 1) // 2, "test": held // 2}[split]
+            labels = {sit.split("facing the ")[1].rstrip(".") for sit in situations}
+            faced.setdefault(scene_id, {})[split] = labels
+        for q in questions:
+            if q["question"].startswith("What color"):
+                label = q["situation"].split("facing the ")[1].rstrip(".")
+                (obj,) = [o for o in rooms[q["scene_id"]].objects if o.label == label and o.color_name]
+                assert answers[q["question_id"]] == obj.color_name
+    for scene_id, by_split in faced.items():
+        assert by_split["val"] | by_split["test"] <= by_split["train"], (scene_id, by_split)
+
+
 def test_generation_is_deterministic(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):

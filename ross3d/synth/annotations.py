@@ -80,20 +80,29 @@ def _scanqa(facts: list[SceneFacts], split: str) -> list[dict]:
 
 
 SQA3D_SITUATIONS = 15  # situations per scene at most, so SQA3D does not outnumber the other tasks' samples
+SQA3D_TRAIN_SITUATIONS = 9  # of a scene's SQA3D_SITUATIONS; the others alternate val, test
+
+
+def _sqa3d_situations(objs: list[SynthObject], rng: np.random.Generator) -> list[tuple[SynthObject, SynthObject, str]]:
+    """(standing at A, facing B, split) for up to SQA3D_SITUATIONS random ordered pairs of a scene's unique objects:
+    SQA3D_TRAIN_SITUATIONS train ones, then val and test alternately, taking first the pairs that face an object some
+    train situation faces, so that the colour a val question asks is a fact seen in training (in another situation)."""
+    pairs = [(a, b) for a in objs for b in objs if a is not b]
+    order = [pairs[int(k)] for k in rng.permutation(len(pairs))]
+    train, rest = order[:SQA3D_TRAIN_SITUATIONS], order[SQA3D_TRAIN_SITUATIONS:]
+    faced = {b.object_id for _, b in train}
+    held = sorted(rest, key=lambda pair: pair[1].object_id not in faced)[:SQA3D_SITUATIONS - len(train)]  # stable
+    return [(a, b, "train") for a, b in train] + [(a, b, ("val", "test")[k % 2]) for k, (a, b) in enumerate(held)]
 
 
 def _sqa3d(facts: list[SceneFacts], rng: np.random.Generator) -> dict[str, tuple[list, list]]:
-    """SQA3D questions and annotations per split; situations are (standing at A, facing B) pairs, SQA3D_SITUATIONS
-    random ones per scene."""
+    """SQA3D questions and annotations per split; situations are (standing at A, facing B) pairs
+    (`_sqa3d_situations`)."""
     out = {split: ([], []) for split in ("train", "val", "test")}
     qid = 220602000000
     for sf in facts:
         objs = sf.unique
-        pairs = [(a, b) for a in objs for b in objs if a is not b]
-        order = rng.permutation(len(pairs))[:SQA3D_SITUATIONS]
-        for rank, k in enumerate(order):
-            a, b = pairs[int(k)]
-            split = "train" if rank % 5 < 3 else ("val" if rank % 5 == 3 else "test")
+        for a, b, split in _sqa3d_situations(objs, rng):
             others = [o for o in objs if o is not a and o is not b]
             situation = f"I am standing next to the {a.label} and facing the {b.label}."
             alternatives = [f"I stand beside the {a.label}, looking at the {b.label}.",
