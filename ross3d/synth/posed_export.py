@@ -114,7 +114,7 @@ def _export_frames(sens_path: Path, scene_dir: Path, stride: int, scene: SceneDe
             prefix = f"scannet/posed_images/{scene.scene_id}/{stem}"
             images.append({"img_path": f"{prefix}.jpg", "depth_path": f"{prefix}.png",
                            "cam2global": frame.pose.astype(np.float64)})
-            if np.isfinite(frame.pose).all():
+            if frame.valid:
                 pose = scene.axis_align @ frame.pose.astype(np.float64)
                 seen = voxel_keys(depth_points(frame.depth, k_depth, pose, hdr.depth_shift))
                 voxels[frame.index] = np.intersect1d(seen, mesh_voxels, assume_unique=True)
