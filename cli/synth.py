@@ -50,10 +50,13 @@ def synth_scannet(
             exported = export_posed_rgbd(out_dir / "scans", out_dir, progress=progress)
         console.print(f"exported {len(exported)} scenes in the posed RGB-D layout: {out_dir / 'rgbd'}")
     if export == "posed-images":
+        from ross3d.synth.description import describe_synth
         from ross3d.synth.posed_export import export_posed_images, scannet_splits
+        from ross3d.synth.scenes import make_scenes
 
         with user_errors(), RichProgress() as progress:
-            exported = export_posed_images(out_dir / "scans", out_dir, seed=seed,
+            described = [describe_synth(scene) for scene in make_scenes(scenes, seed)]
+            exported = export_posed_images(out_dir / "scans", out_dir, described, seed=seed,
                                            splits=scannet_splits(out_dir / "scannet_metadata"), progress=progress)
         console.print(f"exported {len(exported)} scenes as the original's data: {out_dir / 'posed_images'}, "
                       f"{out_dir / 'embodiedscan'}, {out_dir / 'bev'}, {out_dir / 'metadata'}")

@@ -13,12 +13,16 @@ import open3d as o3d
 
 from ross3d.render import MeshRaycaster, pinhole_rays
 from ross3d.scannet.sens import SensWriter
+from ross3d.synth.description import SceneDescription
 from ross3d.synth.capture import look_at
 
 ROOM = (4.0, 3.0, 2.5)  # x, y, z extent in the aligned frame, floor at z = 0, room centred at x = y = 0
 COLOR_SIZE, DEPTH_SIZE = (80, 60), (64, 48)
 FLOOR_RGB, TABLE_RGB = (200, 30, 30), (30, 200, 30)
 TABLE_BOX = ((-0.5, -0.4, 0.0), (0.5, 0.4, 0.75))
+GROUPS = [{"objectId": 0, "label": "floor", "segments": [0]}, {"objectId": 1, "label": "coffee table", "segments": [4]},
+          {"objectId": 2, "label": "ghost", "segments": [99]}]  # the ghost's segment has no vertices
+CEILING_PARTS = ("ceiling", "fragment")
 
 
 def axis_alignment() -> np.ndarray:
@@ -86,6 +90,22 @@ def build_mesh(scale: float = 1.0, subdivisions: int = 4):
             np.concatenate(segs))
 
 
+def describe(scene_id: str, scale: float = 1.0, subdivisions: int = 4) -> SceneDescription:
+    """What `write_scene` built, for ross3d.synth.posed_export: the aligned mesh, the ceiling and its fragment as
+    the ceiling, and each group's box from the corners of its parts' quads (None for the ghost)."""
+    verts, cols, faces, segs = build_mesh(scale, subdivisions)
+    parts = room_parts(scale)
+    ceiling_segments = [seg for name, _, _, seg in parts if name in CEILING_PARTS]
+    boxes = []
+    for group in GROUPS:
+        corners = [c for _, quads, _, seg in parts if seg in group["segments"] for q in quads for c in q]
+        lo, hi = (np.min(corners, axis=0), np.max(corners, axis=0)) if corners else (None, None)
+        boxes.append(None if lo is None else np.concatenate([(lo + hi) / 2, hi - lo]))
+    return SceneDescription(scene_id, axis_alignment(), verts, cols, faces,
+                            np.isin(segs, ceiling_segments)[faces].all(axis=1), ROOM[2],
+                            [g["objectId"] for g in GROUPS], boxes)
+
+
 def depth_intrinsic(depth_size=DEPTH_SIZE) -> np.ndarray:
     """ScanNet-like field of view (fx = 0.9 * width)."""
     k = np.eye(4)
@@ -121,9 +141,7 @@ def write_scene(scans: Path, scene_id: str, n_frames: int = 40, invalid: tuple[i
     (root / f"{scene_id}.txt").write_text(
         "axisAlignment = " + " ".join(f"{v:.17g}" for v in axis.ravel()) + "\r\nsceneType = Bedroom / Hotel\r\n")
     (root / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(json.dumps({"segIndices": segs.tolist()}))
-    groups = [{"objectId": 0, "label": "floor", "segments": [0]}, {"objectId": 1, "label": "coffee table",
-              "segments": [4]}, {"objectId": 2, "label": "ghost", "segments": [99]}]
-    (root / f"{scene_id}.aggregation.json").write_text(json.dumps({"segGroups": groups}))
+    (root / f"{scene_id}.aggregation.json").write_text(json.dumps({"segGroups": GROUPS}))
     k_color = np.eye(4)
     jpegs, poses, depths = [], [], []
     inv_axis = np.linalg.inv(axis)

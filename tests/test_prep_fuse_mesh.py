@@ -20,8 +20,10 @@ from fused_compare import compare, real_voxels_covered
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
 from ross3d.prep.sources import SourceOptions
+from ross3d.synth.description import describe_synth
 from ross3d.synth.posed_export import export_posed_images
 from ross3d.synth.rgbd_export import export_posed_rgbd
+from ross3d.synth.scenes import make_scenes
 from ross3d_cli.app import app
 
 SCENES = ["scene0000_00", "scene0001_00"]
@@ -57,7 +59,8 @@ def test_fused_bev_against_the_real_mesh_bev(preps, scene_id):
 def test_posed_images_source_without_scans(preps, tmp_path):
     """The export's JPEGs are re-encoded (quality 75) and its axis alignment comes from the EmbodiedScan pkl."""
     synth_root, root, _ = preps
-    export_posed_images(synth_root / "scans", tmp_path / "export", stride=3, bev_size=64)
+    described = [describe_synth(s) for s in make_scenes(2, seed=0)]  # the conftest's synth_root
+    export_posed_images(synth_root / "scans", tmp_path / "export", described, stride=3, bev_size=64)
     (tmp_path / "no_scans").mkdir()
     sources = SourceOptions(source="posed-images", posed_images=str(tmp_path / "export" / "posed_images"),
                             embodiedscan_infos=(str(tmp_path / "export" / "embodiedscan" / "embodiedscan_infos.pkl"),))

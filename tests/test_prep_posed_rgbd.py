@@ -17,7 +17,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from prep_scannet_scene import write_scene
+from prep_scannet_scene import describe, write_scene
 from ross3d.errors import ConfigError
 from ross3d.prep.options import PrepOptions
 from ross3d.prep.run import prep_scannet
@@ -59,7 +59,7 @@ def data(tmp_path_factory):
     for i, s in enumerate(SCENES):
         write_scene(scans, s, seed=i, keep=False)
     export = root / "export"
-    export_posed_images(scans, export, stride=2, bev_size=64)
+    export_posed_images(scans, export, [describe(s) for s in SCENES], stride=2, bev_size=64)
     for s in SCENES:
         to_generic(export / "posed_images" / s, root / "rgbd" / s)
     return root, scans, export
