@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ross3d.arrow_build import arrow_array
 from ross3d.scannet.sens import SensFrame, SensReader
 
 FRAMES_SCHEMA = pa.schema([
@@ -37,13 +38,10 @@ def n_kept(num_frames: int, stride: int) -> int:
 
 
 def _batch(rows: list[SensFrame]) -> pa.RecordBatch:
-    return pa.record_batch([
-        pa.array([r.index for r in rows], pa.int32()),
-        pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate([r.pose.reshape(16) for r in rows]).astype(np.float32)), 16),
-        pa.array([r.valid for r in rows], pa.bool_()),
-        pa.array([r.color_jpeg for r in rows], pa.binary()),
-    ], schema=FRAMES_SCHEMA)
+    columns = {"frame_idx": [r.index for r in rows], "valid": [r.valid for r in rows],
+               "pose": np.stack([r.pose.reshape(16) for r in rows]).astype(np.float32),
+               "color_jpeg": [r.color_jpeg for r in rows]}
+    return pa.record_batch([arrow_array(columns[f.name], f.type) for f in FRAMES_SCHEMA], schema=FRAMES_SCHEMA)
 
 
 def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: Path,
