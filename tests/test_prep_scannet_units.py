@@ -8,7 +8,7 @@ import pytest
 
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import ceiling_cut, kept_faces, pixel_centres, square_bounds
-from ross3d.prep.membership import membership
+from ross3d.prep.membership import _patch_bounds, membership
 from ross3d.prep.options import PrepOptions
 from ross3d.errors import ConfigError
 
@@ -254,3 +254,38 @@ def test_fusion_options_leave_plain_fingerprints_alone():
     assert PrepOptions(fuse_mesh=True, fuse_voxel_size=0.02).fingerprint() != fused.fingerprint()
     with pytest.raises(ConfigError, match="fuse-trunc"):
         PrepOptions(fuse_mesh=True, fuse_voxel_size=0.05, fuse_trunc=0.01)
+
+
+def test_patch_bounds_by_hand_with_and_without_invalid_pixels():
+    """x = pixel column, y = pixel row, z = view: patch (i, j) of view v spans x 14j..14j+13, y 14i..14i+13, z v."""
+    rows, cols = np.mgrid[0:384, 0:384].astype(np.float32)
+    pts = np.stack([np.stack([cols, rows, np.full_like(rows, v)], -1) for v in range(2)])
+    ok = np.ones((2, 384, 384), bool)
+    n_ok, lo, hi = _patch_bounds(pts, ok)  # every pixel valid: nothing masked
+    assert n_ok.shape == (2 * 729,) and (n_ok == 196).all()
+    patch = 729 + 3 * 27 + 5  # view 1, patch row 3, patch column 5
+    assert lo[patch].tolist() == [70.0, 42.0, 1.0] and hi[patch].tolist() == [83.0, 55.0, 1.0]
+    assert lo[26].tolist() == [364.0, 0.0, 0.0] and hi[26].tolist() == [377.0, 13.0, 0.0]  # the region ends at 378
+    ok[0, :14, 13] = False  # patch (0, 0) of view 0 without its last column
+    ok[1, 14:28, 14:28] = False  # patch (1, 1) of view 1 without any valid pixel
+    n_ok, lo, hi = _patch_bounds(pts, ok)
+    assert n_ok[0] == 182 and lo[0].tolist() == [0.0, 0.0, 0.0] and hi[0].tolist() == [12.0, 13.0, 0.0]
+    assert n_ok[729 + 28] == 0 and lo[729 + 28].tolist() == [np.inf] * 3 and hi[729 + 28].tolist() == [-np.inf] * 3
+    assert n_ok[1] == 196 and hi[1].tolist() == [27.0, 13.0, 0.0]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("side", [-2.0, 2.0])
+def test_membership_needs_every_coordinate_inside(axis, side):
+    """A patch with 97 pixels at the box centre and 99 outside along one axis only, below or above the box,
+    straddles the box (its bounds overlap it), so its pixels are counted: 97 < 98, not a member; with 98 it is."""
+    pts = np.full((1, 384, 384, 3), 9.0, np.float32)
+    first = np.arange(196).reshape(14, 14)
+    out = np.zeros(3, np.float32)
+    out[axis] = side  # outside the box [-0.5, 0.5]^3 along `axis` only
+    for j, n_inside in ((0, 97), (1, 98)):
+        patch = pts[0, :14, 14 * j:14 * (j + 1)]
+        patch[:] = out
+        patch[first < n_inside] = 0.0
+    got = membership(pts, np.ones((1, 384, 384), bool), np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]], np.float32))
+    assert got[0, 0, 0, :3].tolist() == [False, True, False] and got.sum() == 1
