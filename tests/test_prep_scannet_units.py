@@ -289,3 +289,14 @@ def test_membership_needs_every_coordinate_inside(axis, side):
         patch[first < n_inside] = 0.0
     got = membership(pts, np.ones((1, 384, 384), bool), np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]], np.float32))
     assert got[0, 0, 0, :3].tolist() == [False, True, False] and got.sum() == 1
+
+
+def test_mesh_voxel_ids_exact_on_a_grid_beyond_float32_integers():
+    """Vertices 236.3 m apart: voxels (0, 0, 0) and (2363, 2363, 0), a padded grid of 2366 x 2366 x 3 cells
+    (16,793,868 > 2**24). The far voxel's cell (2364, 2364, 1) is 2364 * 7098 + 2364 * 3 + 1 = 16,786,765, odd
+    and above 2**24: a float32 would round it to a neighbouring, empty cell."""
+    mesh = geometry.MeshVoxels(np.array([[0.0, 0.0, 0.0], [236.3, 236.3, 0.0]]))
+    assert mesh.shape == (2366, 2366, 3) and mesh.count == 2
+    pts = np.array([[[236.3, 236.3, 0.0], [236.2, 236.3, 0.0], [0.02, -0.04, 0.0]]], np.float32)
+    assert mesh.frame_ids(pts, np.ones((1, 3), bool))[0].tolist() == [0, 1]
+    assert mesh.ids(pts[0, :2]).tolist() == [1]
