@@ -8,6 +8,7 @@ import pytest
 
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import ceiling_cut, kept_faces, pixel_centres, square_bounds
+from ross3d.prep.frames import read_depth
 from ross3d.prep.membership import _patch_bounds, membership
 from ross3d.prep.options import PrepOptions
 from ross3d.errors import ConfigError
@@ -300,3 +301,22 @@ def test_mesh_voxel_ids_exact_on_a_grid_beyond_float32_integers():
     pts = np.array([[[236.3, 236.3, 0.0], [236.2, 236.3, 0.0], [0.02, -0.04, 0.0]]], np.float32)
     assert mesh.frame_ids(pts, np.ones((1, 3), bool))[0].tolist() == [0, 1]
     assert mesh.ids(pts[0, :2]).tolist() == [1]
+
+
+class _SliceLog:
+    """A depth store that records the slices read from it."""
+
+    def __init__(self, frames: np.ndarray):
+        self.frames, self.reads = frames, []
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        self.reads.append((key.start, key.stop))
+        return self.frames[key]
+
+
+def test_read_depth_reads_runs_of_consecutive_positions_in_order():
+    store = _SliceLog(np.arange(10 * 2 * 3, dtype=np.uint16).reshape(10, 2, 3))
+    got = read_depth(store, np.array([0, 1, 2, 5, 7, 8, 3, 3]))
+    assert store.reads == [(0, 3), (5, 6), (7, 9), (3, 4), (3, 4)]
+    assert got[:, 0, 0].tolist() == [0, 6, 12, 30, 42, 48, 18, 18]  # frame k starts at 6k
+    assert got.shape == (8, 2, 3) and got[3].tolist() == [[30, 31, 32], [33, 34, 35]]
