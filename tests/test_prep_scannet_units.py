@@ -320,3 +320,20 @@ def test_read_depth_reads_runs_of_consecutive_positions_in_order():
     assert store.reads == [(0, 3), (5, 6), (7, 9), (3, 4), (3, 4)]
     assert got[:, 0, 0].tolist() == [0, 6, 12, 30, 42, 48, 18, 18]  # frame k starts at 6k
     assert got.shape == (8, 2, 3) and got[3].tolist() == [[30, 31, 32], [33, 34, 35]]
+
+
+def test_bev_face_filter_drops_only_downward_faces_up_high():
+    """Floor at 0 and ceiling at 2.5 fix the cut at 1.7 m and mid-height at 1.25 m (ceiling_cut). Below the cut:
+    a face looking down at 1.5 m (centroid above mid: dropped), the same face looking up (kept), a face looking
+    down at 0.5 m (a table's underside: kept) and a wall (normal horizontal: kept)."""
+    floor = [[0, 0, 0], [4, 0, 0], [0, 4, 0]]
+    ceiling = [[0, 0, 2.5], [0, 4, 2.5], [4, 0, 2.5]]
+    down_high = [[1, 1, 1.5], [1, 2, 1.5], [2, 1, 1.5]]  # (b - a) x (c - a) = (0, 1, 0) x (1, 0, 0): -z
+    up_high = [[1, 1, 1.5], [2, 1, 1.5], [1, 2, 1.5]]
+    down_low = [[1, 1, 0.5], [1, 2, 0.5], [2, 1, 0.5]]
+    wall = [[3, 3, 0.2], [3, 3, 1.6], [3, 2, 1.6]]
+    verts = np.array(floor + ceiling + down_high + up_high + down_low + wall, float)
+    faces = np.arange(len(verts), dtype=np.int32).reshape(-1, 3)
+    cut, mid = ceiling_cut(verts)
+    assert (cut, mid) == pytest.approx((1.7, 1.25))
+    assert kept_faces(verts, faces, cut, mid).tolist() == faces[[0, 3, 4, 5]].tolist()
