@@ -81,11 +81,13 @@ class MeshVoxels:
         self.origin = idx.min(axis=0) - 1
         self.shape = tuple(int(v) for v in idx.max(axis=0) - self.origin + 2)
         flat = np.ravel_multi_index((idx - self.origin).T, self.shape)
-        cells = np.unique(flat)  # C order of (x, y, z) = lexicographic order of the voxel triples
-        self.count = len(cells)
-        self.grid = np.full(int(np.prod(self.shape)), self.count, np.int32)
-        self.grid[cells] = np.arange(len(cells), dtype=np.int32)
         size = int(np.prod(self.shape))
+        present = np.zeros(size, bool)
+        present[flat] = True
+        cells = np.flatnonzero(present)  # C order of (x, y, z) = lexicographic order of the voxel triples
+        self.count = len(cells)
+        self.grid = np.full(size, self.count, np.int32)
+        self.grid[cells] = np.arange(len(cells), dtype=np.int32)
         exact = np.float32 if size <= 2 ** 24 else np.float64  # integers up to the size are exact in this type
         self._strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], exact)
 
