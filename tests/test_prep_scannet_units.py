@@ -337,3 +337,14 @@ def test_bev_face_filter_drops_only_downward_faces_up_high():
     cut, mid = ceiling_cut(verts)
     assert (cut, mid) == pytest.approx((1.7, 1.25))
     assert kept_faces(verts, faces, cut, mid).tolist() == faces[[0, 3, 4, 5]].tolist()
+
+
+def test_points_outside_the_mesh_box_hit_no_voxel():
+    """Voxels (0, 0, 0) and (2, 0, 0): the padded grid spans voxel -1..3 in x and -1..1 in y and z. Points far
+    below or above along any axis clamp onto the padding, never onto the voxels of the box's first or last layer."""
+    mesh = geometry.MeshVoxels(np.array([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0]]))
+    assert mesh.shape == (5, 3, 3) and mesh.count == 2
+    outside = np.array([[-0.5, 0, 0], [0.9, 0, 0], [0, -0.5, 0], [0, 0.5, 0], [0, 0, -0.5], [0.2, 0, 0.5],
+                        [-30.0, -30.0, -30.0], [30.0, 30.0, 30.0]], np.float32)
+    assert mesh.ids(outside).tolist() == []
+    assert mesh.ids(np.array([[0.04, 0.0, 0.0], [0.16, 0.04, -0.04]], np.float32)).tolist() == [0, 1]

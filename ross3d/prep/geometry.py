@@ -96,10 +96,11 @@ class MeshVoxels:
         points are offset and clamped at once (as `add_per_point`), then the clamped integer coordinates are
         combined with the grid strides in one matrix-vector product, exact: every partial sum is an integer below
         the grid size, which the strides' float type holds exactly."""
-        q = np.rint(np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32))  # same as voxel_indices
+        q = np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32)
+        np.rint(q, out=q)  # same as voxel_indices
         rows = q.reshape(-1, q.shape[-2] * 3)
         rows -= np.tile(self.origin.astype(np.float32), q.shape[-2])
-        np.maximum(rows, np.float32(0), out=rows)
+        np.maximum(rows, np.zeros(rows.shape[-1], np.float32), out=rows)  # a row of zeros: faster than a scalar
         np.minimum(rows, np.tile(np.asarray(self.shape, np.float32) - 1, q.shape[-2]), out=rows)
         return (q @ self._strides).astype(np.int64)
 
