@@ -239,8 +239,6 @@ def _arrays(selected, distinct, coords, member) -> dict[str, np.ndarray]:
 
 
 def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer: _Timer) -> SceneResult:
-    import zarr
-
     with timer.stage("inputs"):
         inputs = load_scene_inputs(scans_dir, scene_id, options.sources, options.fuse_mesh)
     for warning in inputs.warnings:
@@ -248,8 +246,11 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
     with timer.stage("voxels"):
         mesh_voxels = None if inputs.mesh is None else geometry.MeshVoxels(inputs.mesh.vertices)
     mesh_source = "scan" if inputs.mesh is not None else "fused" if options.fuse_mesh else "none"
-    tmp.mkdir(parents=True)
-    store = zarr.open_group(tmp / "arrays.zarr", mode="w")
+    with timer.stage("sens_read"):  # the stream stage is the first to write arrays (zarr's import included)
+        import zarr
+
+        tmp.mkdir(parents=True)
+        store = zarr.open_group(tmp / "arrays.zarr", mode="w")
     with open_frame_source(scans_dir, scene_id, options.sources) as source:
         hdr, source_path = source.header, source.path
         fusion = None if mesh_source != "fused" else TsdfFusion(
