@@ -19,8 +19,10 @@ def _patch_bounds(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     at once), then over each patch's 14 columns. Invalid pixels are masked only when there are any."""
     n_views = points.shape[0]
     ok = valid[:, :REGION, :REGION]
-    rows = (n_views * PATCH_GRID, PATCH_PIXELS, REGION)  # (patch row, pixel row in the patch, pixel column)
-    n_ok = ok.reshape(rows).sum(axis=1).reshape(-1, PATCH_PIXELS).sum(axis=1)
+    # (view, patch row, pixel row in the patch, pixel column): the view axis stays apart, as merging it with the
+    # patch rows would copy the strided 378 x 378 region
+    rows = (n_views, PATCH_GRID, PATCH_PIXELS, REGION)
+    n_ok = ok.reshape(rows).sum(axis=2).reshape(-1, PATCH_PIXELS).sum(axis=1)
     masked = not ok.all()
     lo = np.empty((n_views * PATCH_GRID * PATCH_GRID, 3), np.float32)
     hi = np.empty_like(lo)
@@ -28,7 +30,7 @@ def _patch_bounds(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
         plane = points[:, :REGION, :REGION, c]
         for out, reduce, empty in ((lo, np.minimum.reduce, np.inf), (hi, np.maximum.reduce, -np.inf)):
             values = np.where(ok, plane, np.float32(empty)) if masked else plane
-            out[:, c] = reduce(reduce(values.reshape(rows), axis=1).reshape(-1, PATCH_PIXELS), axis=1)
+            out[:, c] = reduce(reduce(values.reshape(rows), axis=2).reshape(-1, PATCH_PIXELS), axis=1)
     return n_ok, lo, hi
 
 
