@@ -1,6 +1,7 @@
 """Stream the kept frames of a `.sens` (every stride-th) once: original JPEG bytes and raw poses into
 frames.parquet (row groups of a few frames), depth into the scene's zarr array, and a callback per group of valid
-frames, so memory stays bounded by a few frames whatever the stream length."""
+frames, so memory stays bounded by a few frames whatever the stream length; later stages read the stored depth
+back by kept position (`read_depth`)."""
 
 from __future__ import annotations
 
