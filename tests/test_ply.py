@@ -67,7 +67,8 @@ def test_other_layouts_are_left_to_open3d(tmp_path):
                  "element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 2 0\n3 0 1 2\n")
     for data in (quad, base[:-5], ascii_ply.encode(), base.replace(b"uchar red", b"float red"),
                  base.replace(b"binary_little_endian", b"binary_big_endian"),
-                 base.replace(b"element face 2", b"element edge 0\nelement face 2")):
+                 base.replace(b"element face 2", b"element edge 0\nelement face 2"),
+                 base.replace(b"vertex_indices", b"corner_ids")):
         assert read_triangle_ply(data) is None
     path = tmp_path / "ascii.ply"
     path.write_text(ascii_ply)

@@ -58,7 +58,8 @@ def _header(data: bytes) -> tuple[list[tuple[str, int, list[list[str]]]], int] |
 def read_triangle_ply(data: bytes) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
     """Vertices (V, 3) float64, uchar colours (V, 3) or None without red/green/blue, and faces (F, 3) int32 of a
     binary little-endian ply with a vertex element of scalar properties, then a face element whose one property
-    is a list of three indices per face. None for any other layout, or a body shorter than its header declares."""
+    is a list of three indices per face (`vertex_indices` or `vertex_index`, the names open3d reads). None for
+    any other layout, or a body shorter than its header declares."""
     parsed = _header(data)
     if parsed is None:
         return None
@@ -72,6 +73,7 @@ def read_triangle_ply(data: bytes) -> tuple[np.ndarray, np.ndarray | None, np.nd
     face = face_props[0]
     colour_types = {p[0] for p in vertex_props if p[1] in _RGB}
     if len(face) != 4 or face[0] != "list" or face[1] not in _SCALARS or face[2] not in _SCALARS \
+            or face[3] not in ("vertex_indices", "vertex_index") \
             or not {"x", "y", "z"} <= set(names) or len(set(names)) != len(names) \
             or not (colour_types <= {"uchar", "uint8"} and sum(n in _RGB for n in names) in (0, 3)):
         return None
