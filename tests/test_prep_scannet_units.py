@@ -8,7 +8,8 @@ import pytest
 
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import ceiling_cut, kept_faces, pixel_centres, square_bounds
-from ross3d.prep.membership import membership
+from ross3d.prep.frames import read_depth
+from ross3d.prep.membership import _patch_bounds, membership
 from ross3d.prep.options import PrepOptions
 from ross3d.errors import ConfigError
 
@@ -254,3 +255,96 @@ def test_fusion_options_leave_plain_fingerprints_alone():
     assert PrepOptions(fuse_mesh=True, fuse_voxel_size=0.02).fingerprint() != fused.fingerprint()
     with pytest.raises(ConfigError, match="fuse-trunc"):
         PrepOptions(fuse_mesh=True, fuse_voxel_size=0.05, fuse_trunc=0.01)
+
+
+def test_patch_bounds_by_hand_with_and_without_invalid_pixels():
+    """x = pixel column, y = pixel row, z = view: patch (i, j) of view v spans x 14j..14j+13, y 14i..14i+13, z v."""
+    rows, cols = np.mgrid[0:384, 0:384].astype(np.float32)
+    pts = np.stack([np.stack([cols, rows, np.full_like(rows, v)], -1) for v in range(2)])
+    ok = np.ones((2, 384, 384), bool)
+    n_ok, lo, hi = _patch_bounds(pts, ok)  # every pixel valid: nothing masked
+    assert n_ok.shape == (2 * 729,) and (n_ok == 196).all()
+    patch = 729 + 3 * 27 + 5  # view 1, patch row 3, patch column 5
+    assert lo[patch].tolist() == [70.0, 42.0, 1.0] and hi[patch].tolist() == [83.0, 55.0, 1.0]
+    assert lo[26].tolist() == [364.0, 0.0, 0.0] and hi[26].tolist() == [377.0, 13.0, 0.0]  # the region ends at 378
+    ok[0, :14, 13] = False  # patch (0, 0) of view 0 without its last column
+    ok[1, 14:28, 14:28] = False  # patch (1, 1) of view 1 without any valid pixel
+    n_ok, lo, hi = _patch_bounds(pts, ok)
+    assert n_ok[0] == 182 and lo[0].tolist() == [0.0, 0.0, 0.0] and hi[0].tolist() == [12.0, 13.0, 0.0]
+    assert n_ok[729 + 28] == 0 and lo[729 + 28].tolist() == [np.inf] * 3 and hi[729 + 28].tolist() == [-np.inf] * 3
+    assert n_ok[1] == 196 and hi[1].tolist() == [27.0, 13.0, 0.0]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("side", [-2.0, 2.0])
+def test_membership_needs_every_coordinate_inside(axis, side):
+    """A patch with 97 pixels at the box centre and 99 outside along one axis only, below or above the box,
+    straddles the box (its bounds overlap it), so its pixels are counted: 97 < 98, not a member; with 98 it is."""
+    pts = np.full((1, 384, 384, 3), 9.0, np.float32)
+    first = np.arange(196).reshape(14, 14)
+    out = np.zeros(3, np.float32)
+    out[axis] = side  # outside the box [-0.5, 0.5]^3 along `axis` only
+    for j, n_inside in ((0, 97), (1, 98)):
+        patch = pts[0, :14, 14 * j:14 * (j + 1)]
+        patch[:] = out
+        patch[first < n_inside] = 0.0
+    got = membership(pts, np.ones((1, 384, 384), bool), np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]], np.float32))
+    assert got[0, 0, 0, :3].tolist() == [False, True, False] and got.sum() == 1
+
+
+def test_mesh_voxel_ids_exact_on_a_grid_beyond_float32_integers():
+    """Vertices 236.3 m apart: voxels (0, 0, 0) and (2363, 2363, 0), a padded grid of 2366 x 2366 x 3 cells
+    (16,793,868 > 2**24). The far voxel's cell (2364, 2364, 1) is 2364 * 7098 + 2364 * 3 + 1 = 16,786,765, odd
+    and above 2**24: a float32 would round it to a neighbouring, empty cell."""
+    mesh = geometry.MeshVoxels(np.array([[0.0, 0.0, 0.0], [236.3, 236.3, 0.0]]))
+    assert mesh.shape == (2366, 2366, 3) and mesh.count == 2
+    pts = np.array([[[236.3, 236.3, 0.0], [236.2, 236.3, 0.0], [0.02, -0.04, 0.0]]], np.float32)
+    assert mesh.frame_ids(pts, np.ones((1, 3), bool))[0].tolist() == [0, 1]
+    assert mesh.ids(pts[0, :2]).tolist() == [1]
+
+
+class _SliceLog:
+    """A depth store that records the slices read from it."""
+
+    def __init__(self, frames: np.ndarray):
+        self.frames, self.reads = frames, []
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        self.reads.append((key.start, key.stop))
+        return self.frames[key]
+
+
+def test_read_depth_reads_runs_of_consecutive_positions_in_order():
+    store = _SliceLog(np.arange(10 * 2 * 3, dtype=np.uint16).reshape(10, 2, 3))
+    got = read_depth(store, np.array([0, 1, 2, 5, 7, 8, 3, 3]))
+    assert store.reads == [(0, 3), (5, 6), (7, 9), (3, 4), (3, 4)]
+    assert got[:, 0, 0].tolist() == [0, 6, 12, 30, 42, 48, 18, 18]  # frame k starts at 6k
+    assert got.shape == (8, 2, 3) and got[3].tolist() == [[30, 31, 32], [33, 34, 35]]
+
+
+def test_bev_face_filter_drops_only_downward_faces_up_high():
+    """Floor at 0 and ceiling at 2.5 fix the cut at 1.7 m and mid-height at 1.25 m (ceiling_cut). Below the cut:
+    a face looking down at 1.5 m (centroid above mid: dropped), the same face looking up (kept), a face looking
+    down at 0.5 m (a table's underside: kept) and a wall (normal horizontal: kept)."""
+    floor = [[0, 0, 0], [4, 0, 0], [0, 4, 0]]
+    ceiling = [[0, 0, 2.5], [0, 4, 2.5], [4, 0, 2.5]]
+    down_high = [[1, 1, 1.5], [1, 2, 1.5], [2, 1, 1.5]]  # (b - a) x (c - a) = (0, 1, 0) x (1, 0, 0): -z
+    up_high = [[1, 1, 1.5], [2, 1, 1.5], [1, 2, 1.5]]
+    down_low = [[1, 1, 0.5], [1, 2, 0.5], [2, 1, 0.5]]
+    wall = [[3, 3, 0.2], [3, 3, 1.6], [3, 2, 1.6]]
+    verts = np.array(floor + ceiling + down_high + up_high + down_low + wall, float)
+    faces = np.arange(len(verts), dtype=np.int32).reshape(-1, 3)
+    cut, mid = ceiling_cut(verts)
+    assert (cut, mid) == pytest.approx((1.7, 1.25))
+    assert kept_faces(verts, faces, cut, mid).tolist() == faces[[0, 3, 4, 5]].tolist()
+
+
+def test_points_outside_the_mesh_box_hit_no_voxel():
+    """Voxels (0, 0, 0) and (2, 0, 0): the padded grid spans voxel -1..3 in x and -1..1 in y and z. Points far
+    below or above along any axis clamp onto the padding, never onto the voxels of the box's first or last layer."""
+    mesh = geometry.MeshVoxels(np.array([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0]]))
+    assert mesh.shape == (5, 3, 3) and mesh.count == 2
+    outside = np.array([[-0.5, 0, 0], [0.9, 0, 0], [0, -0.5, 0], [0, 0.5, 0], [0, 0, -0.5], [0.2, 0, 0.5],
+                        [-30.0, -30.0, -30.0], [30.0, 30.0, 30.0]], np.float32)
+    assert mesh.ids(outside).tolist() == []
+    assert mesh.ids(np.array([[0.04, 0.0, 0.0], [0.16, 0.04, -0.04]], np.float32)).tolist() == [0, 1]

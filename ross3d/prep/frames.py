@@ -1,6 +1,7 @@
 """Stream the kept frames of a `.sens` (every stride-th) once: original JPEG bytes and raw poses into
 frames.parquet (row groups of a few frames), depth into the scene's zarr array, and a callback per group of valid
-frames, so memory stays bounded by a few frames whatever the stream length."""
+frames, so memory stays bounded by a few frames whatever the stream length; later stages read the stored depth
+back by kept position (`read_depth`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ross3d.arrow_build import arrow_array
 from ross3d.scannet.sens import SensFrame, SensReader
 
 FRAMES_SCHEMA = pa.schema([
@@ -37,13 +39,18 @@ def n_kept(num_frames: int, stride: int) -> int:
 
 
 def _batch(rows: list[SensFrame]) -> pa.RecordBatch:
-    return pa.record_batch([
-        pa.array([r.index for r in rows], pa.int32()),
-        pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate([r.pose.reshape(16) for r in rows]).astype(np.float32)), 16),
-        pa.array([r.valid for r in rows], pa.bool_()),
-        pa.array([r.color_jpeg for r in rows], pa.binary()),
-    ], schema=FRAMES_SCHEMA)
+    columns = {"frame_idx": [r.index for r in rows], "valid": [r.valid for r in rows],
+               "pose": np.stack([r.pose.reshape(16) for r in rows]).astype(np.float32),
+               "color_jpeg": [r.color_jpeg for r in rows]}
+    return pa.record_batch([arrow_array(columns[f.name], f.type) for f in FRAMES_SCHEMA], schema=FRAMES_SCHEMA)
+
+
+def read_depth(depth, positions: np.ndarray) -> np.ndarray:
+    """(len(positions), H, W) stored depth of the kept `positions` in their order, one slice read per run of
+    consecutive increasing positions (an orthogonal selection of the same frames is several times slower in
+    zarr)."""
+    runs = np.split(positions, np.flatnonzero(np.diff(positions) != 1) + 1)
+    return np.concatenate([depth[int(run[0]):int(run[-1]) + 1] for run in runs])
 
 
 def stream_kept_frames(reader: SensReader, stride: int, depth_out, frames_path: Path,

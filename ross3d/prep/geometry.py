@@ -40,9 +40,15 @@ def _to_world(depth: np.ndarray, x_factor: np.ndarray, y_factor: np.ndarray, cam
     rot = np.asarray(cam_to_world)[..., :3, :3].astype(np.float32)
     trans = np.asarray(cam_to_world)[..., :3, 3].astype(np.float32)
     world = cam @ np.swapaxes(rot, -1, -2)[..., None, :, :]
-    for c in range(3):  # per channel: a broadcast add over the last axis of 3 is several times slower
-        world[..., c] += trans[..., c, None, None]
+    add_per_point(world, trans[..., None, :])
     return world
+
+
+def add_per_point(points: np.ndarray, offset: np.ndarray) -> None:
+    """points (..., A, B, 3) += offset (..., 1, 3) in place, broadcast over the points of each (...) entry, as
+    whole rows of B points: a broadcast over the last axis of 3 alone is several times slower."""
+    rows = points.reshape(*points.shape[:-2], points.shape[-2] * 3)
+    rows += np.tile(offset, points.shape[-2])
 
 
 def unproject(depth: np.ndarray, intrinsic: np.ndarray, cam_to_world: np.ndarray, depth_shift: float = 1000.0
@@ -75,29 +81,40 @@ class MeshVoxels:
         self.origin = idx.min(axis=0) - 1
         self.shape = tuple(int(v) for v in idx.max(axis=0) - self.origin + 2)
         flat = np.ravel_multi_index((idx - self.origin).T, self.shape)
-        cells = np.unique(flat)  # C order of (x, y, z) = lexicographic order of the voxel triples
+        size = int(np.prod(self.shape))
+        present = np.zeros(size, bool)
+        present[flat] = True
+        cells = np.flatnonzero(present)  # C order of (x, y, z) = lexicographic order of the voxel triples
         self.count = len(cells)
-        self.grid = np.full(int(np.prod(self.shape)), self.count, np.int32)
+        self.grid = np.full(size, self.count, np.int32)
         self.grid[cells] = np.arange(len(cells), dtype=np.int32)
+        exact = np.float32 if size <= 2 ** 24 else np.float64  # integers up to the size are exact in this type
+        self._strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], exact)
 
     def _cells(self, points: np.ndarray) -> np.ndarray:
-        """(...) int64 grid cells of points (..., 3); points outside the box land on the padding."""
-        q = np.rint(np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32))  # same as voxel_indices
-        flat = np.zeros(q.shape[:-1], np.int64)
-        for axis in range(3):  # exact: voxel indices are small integers
-            qa = q[..., axis]
-            qa -= np.float32(self.origin[axis])
-            np.clip(qa, 0, self.shape[axis] - 1, out=qa)
-            flat *= self.shape[axis]
-            flat += qa.astype(np.int64)
-        return flat
+        """(...) int64 grid cells of points (..., 3); points outside the box land on the padding. Whole rows of
+        points are offset and clamped at once (as `add_per_point`), then the clamped integer coordinates are
+        combined with the grid strides in one matrix-vector product, exact: every partial sum is an integer below
+        the grid size, which the strides' float type holds exactly."""
+        q = np.divide(points, np.float32(VOXEL_SIZE), dtype=np.float32)
+        np.rint(q, out=q)  # same as voxel_indices
+        rows = q.reshape(-1, q.shape[-2] * 3)
+        rows -= np.tile(self.origin.astype(np.float32), q.shape[-2])
+        np.maximum(rows, np.zeros(rows.shape[-1], np.float32), out=rows)  # a row of zeros: faster than a scalar
+        np.minimum(rows, np.tile(np.asarray(self.shape, np.float32) - 1, q.shape[-2]), out=rows)
+        return (q @ self._strides).astype(np.int64)
 
     def frame_ids(self, points: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
         """Per frame of points (F, ..., 3) with validity (F, ...): sorted unique ids of the mesh voxels its valid
         points fall in."""
-        hit = self.grid[self._cells(points) * valid].reshape(len(points), -1)  # invalid -> cell 0, padding
-        seen = np.zeros((len(points), self.count + 1), bool)
-        seen[np.arange(len(points))[:, None], hit] = True
+        cells = self._cells(points)
+        if not valid.all():
+            cells *= valid  # invalid -> cell 0, padding
+        n = self.count + 1  # a frame's row of `seen`: its mesh voxels, then "no mesh voxel"
+        hit = self.grid[cells].reshape(len(points), -1)
+        hit += np.arange(0, len(points) * n, n, dtype=np.int32)[:, None]
+        seen = np.zeros((len(points), n), bool)
+        seen.reshape(-1)[hit.reshape(-1)] = True
         return [np.flatnonzero(row[:-1]) for row in seen]
 
     def ids(self, points: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from ross3d.errors import InputError, Ross3DError
 from ross3d.prep import geometry, selection
 from ross3d.prep.bev import Bev, render_bev, write_preview
-from ross3d.prep.frames import stream_kept_frames
+from ross3d.prep.frames import read_depth, stream_kept_frames
 from ross3d.prep.fusion import TsdfFusion
 from ross3d.prep.input_fingerprint import input_fingerprint
 from ross3d.prep.membership import membership
@@ -137,7 +137,7 @@ def _stored_voxel_sets(depth, kept, axis, mesh_voxels, hdr, exclude_zero_depth) 
     out = {}
     for start in range(0, len(positions), VOXEL_BATCH):
         batch = positions[start:start + VOXEL_BATCH]
-        ids = _frame_voxels(mesh_voxels, depth.get_orthogonal_selection(batch), kept.poses[batch], axis, hdr,
+        ids = _frame_voxels(mesh_voxels, read_depth(depth, batch), kept.poses[batch], axis, hdr,
                             exclude_zero_depth)
         out.update(zip(batch.tolist(), ids))
     return out
@@ -203,7 +203,7 @@ def _frame_arrays(distinct, depth, kept, hdr, axis, objects, exclude_zero_depth,
         with timer.stage("geometry"):
             batch = distinct[start:start + CROP_BATCH]
             poses = np.stack([axis @ kept.poses[k].astype(np.float64) for k in batch])
-            pts, ok = geometry.frame_crop_points(depth.get_orthogonal_selection(batch), k_depth, poses,
+            pts, ok = geometry.frame_crop_points(read_depth(depth, batch), k_depth, poses,
                                                  hdr.depth_shift, exclude_zero_depth)
             coords.append(geometry.cell_means(pts, ok, geometry.TOKEN_GRID, poses[:, :3, 3]))
         if objects is not None:
@@ -239,8 +239,6 @@ def _arrays(selected, distinct, coords, member) -> dict[str, np.ndarray]:
 
 
 def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer: _Timer) -> SceneResult:
-    import zarr
-
     with timer.stage("inputs"):
         inputs = load_scene_inputs(scans_dir, scene_id, options.sources, options.fuse_mesh)
     for warning in inputs.warnings:
@@ -248,8 +246,11 @@ def _run(scans_dir: Path, scene_id: str, tmp: Path, options: PrepOptions, timer:
     with timer.stage("voxels"):
         mesh_voxels = None if inputs.mesh is None else geometry.MeshVoxels(inputs.mesh.vertices)
     mesh_source = "scan" if inputs.mesh is not None else "fused" if options.fuse_mesh else "none"
-    tmp.mkdir(parents=True)
-    store = zarr.open_group(tmp / "arrays.zarr", mode="w")
+    with timer.stage("sens_read"):  # the stream stage is the first to write arrays (zarr's import included)
+        import zarr
+
+        tmp.mkdir(parents=True)
+        store = zarr.open_group(tmp / "arrays.zarr", mode="w")
     with open_frame_source(scans_dir, scene_id, options.sources) as source:
         hdr, source_path = source.header, source.path
         fusion = None if mesh_source != "fused" else TsdfFusion(

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ross3d.arrow_build import table_from_rows
+
 RESULT_FILE = "result.json"
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
@@ -80,7 +82,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def write_table_atomic(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     tmp = temp_path(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    pq.write_table(table_from_rows(rows, schema), tmp)
     os.replace(tmp, path)
 
 

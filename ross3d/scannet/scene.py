@@ -12,6 +12,7 @@ import numpy as np
 
 from ross3d.errors import InputError
 from ross3d.safe_names import child_path
+from ross3d.scannet.ply import read_triangle_ply
 
 log = logging.getLogger(__name__)
 PLY_HEADER_MAX = 1 << 16  # bytes searched for a ply header
@@ -75,20 +76,16 @@ def ply_element_counts(path: Path) -> dict[str, int]:
 
 
 def read_mesh(path: str | Path) -> SceneMesh:
-    """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces) with open3d. open3d returns what it
-    read before a truncation, so the counts are checked against the header: a short or inconsistent file is an
-    InputError naming it."""
-    from ross3d.open3d_core import open3d_core
-
-    o3d = open3d_core()
-
+    """Read a ScanNet ply (binary, RGBA vertex colours, `list uchar int` faces): binary little-endian triangle
+    meshes straight into numpy (ross3d.scannet.ply.read_triangle_ply), any other ply with open3d. open3d returns
+    what it read before a truncation, so the counts are checked against the header: a short or inconsistent file
+    is an InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "mesh file not found")
     declared = ply_element_counts(path)
-    mesh = o3d.io.read_triangle_mesh(str(path))
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.triangles, dtype=np.int32)
+    direct = read_triangle_ply(path.read_bytes())
+    vertices, colors, faces = direct if direct is not None else _read_mesh_open3d(path)
     if len(vertices) == 0 or len(faces) == 0:
         raise InputError(path, "not a readable triangle mesh (no vertices or faces)")
     if len(vertices) != declared.get("vertex") or len(faces) < declared.get("face", 0):
@@ -96,12 +93,20 @@ def read_mesh(path: str | Path) -> SceneMesh:
                                f"{declared.get('face', 0)} faces, {len(vertices)} and {len(faces)} were read")
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise InputError(path, f"a face refers to vertex {int(faces.max())} of {len(vertices)}")
-    if mesh.has_vertex_colors():
-        colors = np.rint(np.asarray(mesh.vertex_colors) * 255.0).clip(0, 255).astype(np.uint8)
-    else:
+    if colors is None:
         log.warning("%s: mesh has no vertex colours; using grey", path)
         colors = np.full((len(vertices), 3), 128, np.uint8)
     return SceneMesh(vertices, colors, faces)
+
+
+def _read_mesh_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Vertices, colours back in 0..255 (None without any) and faces of a ply as open3d reads it."""
+    from ross3d.open3d_core import open3d_core
+
+    mesh = open3d_core().io.read_triangle_mesh(str(path))
+    colors = np.rint(np.asarray(mesh.vertex_colors) * 255.0).clip(0, 255).astype(np.uint8) \
+        if mesh.has_vertex_colors() else None
+    return np.asarray(mesh.vertices, dtype=np.float64), colors, np.asarray(mesh.triangles, dtype=np.int32)
 
 
 def read_scene_meta(path: str | Path) -> dict[str, str]:
