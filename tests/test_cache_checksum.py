@@ -11,7 +11,7 @@ import torch
 
 from ross3d.cache import scan as scan_module
 from ross3d.cache.checksum import array_crc32c, computed, recorded
-from ross3d.cache.scan import Scanner, bits_finite, copy_in_blocks, non_finite_count, scan
+from ross3d.cache.scan import Scanner, bits_finite, checksum_fields, copy_in_blocks, non_finite_count, scan
 from ross3d.cache.verify import content_problems
 
 
@@ -139,3 +139,39 @@ def test_float_finiteness_and_box_padding():
     assert content_problems("bev/vae_mean", values, False, entry) == ["bev/vae_mean: 3 non-finite values"]
     assert content_problems("objects/boxes", values, False, entry) == []  # NaN boxes are the format's padding
     assert scan(np.arange(5, dtype=np.int32), bf16=False).finite  # integers are never checked for finiteness
+
+
+def test_the_writer_attests_finiteness_only_for_finite_float_data():
+    finite, with_nan = np.array([1.5, -2.0], np.float32), np.array([1.5, np.nan], np.float32)
+    crc = array_crc32c(finite)
+    assert checksum_fields(finite, bf16=False) == {"crc32c": crc, "finite_crc32c": crc}
+    assert checksum_fields(with_nan, bf16=False) == {"crc32c": array_crc32c(with_nan)}
+    ints = np.arange(4, dtype=np.int16)
+    assert checksum_fields(ints, bf16=False) == {"crc32c": array_crc32c(ints)}
+    inf_bits = np.array([0x3F80, 0x7F80], np.uint16)  # 1.0, +inf as bf16 bits
+    assert checksum_fields(inf_bits, bf16=True) == {"crc32c": array_crc32c(inf_bits)}
+    assert checksum_fields(inf_bits, bf16=False) == {"crc32c": array_crc32c(inf_bits)}  # plain uint16: no floats
+
+
+def test_a_pass_without_finiteness_trusts_only_the_attested_bytes():
+    finite = np.array([0x3F80, 0xBF80, 0x7F7F], np.uint16)
+    nan = np.array([0x3F80, 0xBF80, 0xFFC0], np.uint16)  # the last value a negative NaN
+    skipped = Scanner(nan, bf16=True, check_finite=False)
+    skipped.update(nan)
+    assert skipped.result() == scan_module.Scan(array_crc32c(nan), None)
+    ints = Scanner(np.arange(3, dtype=np.int32), bf16=False, check_finite=False)
+    assert ints.result().finite is True  # integers: nothing to check
+    attested = {"crc32c": array_crc32c(finite), "finite_crc32c": array_crc32c(finite)}
+    lean = Scanner(finite, bf16=True, check_finite=False)
+    lean.update(finite)
+    assert content_problems("frames/vision", finite, True, attested, lean.result()) == []
+    # bytes rewritten with a NaN and their crc32c updated: the attestation names other bytes, so they are counted
+    stale = {"crc32c": array_crc32c(nan), "finite_crc32c": array_crc32c(finite)}
+    assert content_problems("frames/vision", nan, True, stale, skipped.result()) == \
+        ["frames/vision: 1 non-finite values"]
+    assert content_problems("frames/vision", nan, True, {"crc32c": array_crc32c(nan)}, skipped.result()) == \
+        ["frames/vision: 1 non-finite values"]
+    # the limit: an attestation forged for NaN bytes passes a read that skips finiteness; verify's full pass does not
+    forged = {"crc32c": array_crc32c(nan), "finite_crc32c": array_crc32c(nan)}
+    assert content_problems("frames/vision", nan, True, forged, skipped.result()) == []
+    assert content_problems("frames/vision", nan, True, forged) == ["frames/vision: 1 non-finite values"]

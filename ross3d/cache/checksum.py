@@ -33,11 +33,6 @@ def array_sha256(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def checksum_entry(a: np.ndarray) -> dict[str, str]:
-    """The checksum field of a new record entry."""
-    return {"crc32c": array_crc32c(a)}
-
-
 def recorded(entry: dict) -> str | None:
     """A record entry's checksum as text: `crc32c:<8 hex>`, or the bare sha256 of older records; None if absent."""
     if "crc32c" in entry:

@@ -1,7 +1,12 @@
 """One pass over an array for the checks of a read: its CRC32C (as ross3d.cache.checksum records it) and whether its
 floats are finite, block by block, each block checked while it sits in the CPU cache. `copy_in_blocks` makes the
 pass during the copy a read does anyway (a memory-mapped chunk into the result), so the check fetches no byte from
-memory a second time; `scan` passes over an array already in memory (`ross3d verify`).
+memory a second time; `scan` passes over an array already in memory (`ross3d verify`, the writer).
+
+The writer attests finiteness in the record (`checksum_fields`): `finite_crc32c` is the CRC32C of the bytes it
+found finite. A read whose bytes have that CRC32C holds those same bytes, so its pass may skip finiteness
+(`Scanner(check_finite=False)`) and check the CRC alone; any other CRC32C sends the array to a full finiteness
+count (docs/trust.md gives the argument and its limit).
 
 Finiteness from the bits, without widening and without temporaries: a float is NaN or infinite exactly when its
 exponent bits are all ones. Viewed as signed integers of the float's width, the positive ones are exactly the values
@@ -27,7 +32,7 @@ BF16_EXPONENT = 0x7F80
 @dataclass(frozen=True)
 class Scan:
     crc32c: str  # 8 hex digits, as a record's `crc32c`
-    finite: bool  # no NaN or infinity (True for non-float data)
+    finite: bool | None  # no NaN or infinity (True for non-float data); None: not checked by this pass
 
 
 def exponent_mask(dtype: np.dtype, bf16: bool) -> int | None:
@@ -61,11 +66,14 @@ def non_finite_count(a: np.ndarray, bf16: bool) -> int:
 
 
 class Scanner:
-    """CRC32C and finiteness of one array, fed its C-order elements block by block (`update`), in order."""
+    """CRC32C and finiteness (unless `check_finite` is False) of one array, fed its C-order elements block by block
+    (`update`), in order."""
 
-    def __init__(self, a: np.ndarray, bf16: bool):
+    def __init__(self, a: np.ndarray, bf16: bool, check_finite: bool = True):
         self._crc = header_crc32c(a)
-        self._exponent, self._finite = exponent_mask(a.dtype, bf16), True
+        exponent = exponent_mask(a.dtype, bf16)
+        self._exponent = exponent if check_finite else None
+        self._finite = None if exponent is not None and not check_finite else True
 
     def update(self, block: np.ndarray) -> None:
         if self._exponent is not None and block.size:  # finiteness first: it brings the block into the cache
@@ -102,3 +110,10 @@ def scan(a: np.ndarray, bf16: bool) -> Scan:
     for start in _blocks(flat):
         scanner.update(flat[start:start + step])
     return scanner.result()
+
+
+def checksum_fields(a: np.ndarray, bf16: bool) -> dict[str, str]:
+    """The checksum fields of a new record entry: `crc32c`, and for float data found finite `finite_crc32c`."""
+    scanned = scan(a, bf16)
+    attested = exponent_mask(a.dtype, bf16) is not None and scanned.finite
+    return {"crc32c": scanned.crc32c, **({"finite_crc32c": scanned.crc32c} if attested else {})}

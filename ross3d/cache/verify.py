@@ -74,16 +74,24 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
 def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict, scanned: Scan | None = None) -> list[str]:
     """What is wrong with an array's values: non-finite floats (bf16 bit patterns included; NaN object boxes are
     the contract's padding) and a checksum other than the scene record's `entry`. `scanned`: the array's scan if the
-    read made it (ross3d.cache.scan). Shared with the trainer's reads."""
+    read made it (ross3d.cache.scan), possibly without finiteness. Shared with the trainer's reads."""
     scanned = scanned or scan(value, bf16)
     problems = []
-    if key != "objects/boxes" and not scanned.finite:
+    if key != "objects/boxes" and not _finite(value, bf16, entry, scanned):
         problems.append(f"{key}: {non_finite_count(value, bf16)} non-finite values")
     if recorded(entry) is None:
         problems.append(f"{key}: no checksum recorded")
     elif computed(value, entry, scanned.crc32c) != recorded(entry):
         problems.append(f"{key}: checksum mismatch")
     return problems
+
+
+def _finite(value: np.ndarray, bf16: bool, entry: dict, scanned: Scan) -> bool:
+    """The scan's finiteness; for a scan without it, the writer's attestation when the bytes' CRC32C is the one it
+    found finite (`finite_crc32c`), else a count."""
+    if scanned.finite is not None:
+        return scanned.finite
+    return entry.get("finite_crc32c") == scanned.crc32c or non_finite_count(value, bf16) == 0
 
 
 def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> VerifyReport:
