@@ -193,6 +193,7 @@ def _as_sha256_records(cache: Path) -> None:
             value = group[key][...]
             header = f"{value.dtype.str}{value.shape}".encode()
             del entry["crc32c"]
+            entry.pop("finite_crc32c", None)  # nor did they attest finiteness
             entry["sha256"] = hashlib.sha256(header + np.ascontiguousarray(value).tobytes()).hexdigest()
             manifest["scenes"][scene_id]["checksums"][key] = entry["sha256"]
         record_path.write_text(json.dumps(record))
@@ -226,6 +227,35 @@ def test_caches_with_sha256_records_still_verify_and_read(built, tmp_path):
     assert bad.exit_code == 1 and f"{SCENES[0]}: bev/vae_mean: checksum mismatch" in bad.output
     with pytest.raises(InputError, match="bev/vae_mean: checksum mismatch"):
         CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+
+
+@pytest.mark.parametrize("attestation", ["stale", "absent"])
+def test_a_nan_in_the_bf16_features_with_a_matching_checksum_is_caught_on_the_checked_read(built, tmp_path,
+                                                                                           attestation):
+    """The checked read skips finiteness only for the bytes the writer attested (`finite_crc32c`): features
+    rewritten with a negative NaN and their crc32c updated are counted, whether the record keeps the writer's
+    attestation (now naming other bytes) or has none (records written before it)."""
+    from ross3d.cache.checksum import array_crc32c
+    from ross3d.errors import InputError
+
+    _, cache = built
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    scene = copy / "cache.zarr" / SCENES[0]
+    arr = zarr.open_group(scene, mode="r+")["uniform/frames/vision"]
+    value = arr[...]
+    value[1, 2, 3] = 0xFFC0  # bf16 bits of a negative quiet NaN
+    arr[...] = value
+    record = json.loads((scene / "scene.json").read_text())
+    entry = record["arrays"]["uniform/frames/vision"]
+    assert entry["finite_crc32c"] == entry["crc32c"]  # the writer attested the features it wrote
+    entry["crc32c"] = array_crc32c(value)
+    if attestation == "absent":
+        del entry["finite_crc32c"]
+    (scene / "scene.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="uniform/frames/vision: 1 non-finite values"):
+        CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
+    CacheReader(copy).load_scene(SCENES[1], "uniform", check=True)  # the other scene is untouched
 
 
 def test_resume_after_sigkill(built, tmp_path):

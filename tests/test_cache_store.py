@@ -1,6 +1,7 @@
 """The CACHE_DIR scene store: one chunk file per array, bytes read back (through memory maps) equal to bytes
 written for every dtype the contract uses, and the memory-mapped store equal to zarr's LocalStore on layouts with
-byte-range reads (sharded arrays, partial selections), as caches written by earlier versions use."""
+byte-range reads (sharded arrays, partial selections), as caches written by earlier versions use; `raw_chunk` maps
+exactly the arrays stored as one uncompressed chunk of their bytes; the record attests finite float data."""
 
 import asyncio
 
@@ -11,7 +12,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
-from ross3d.cache.mapped_store import MappedStore
+from ross3d.cache.mapped_store import MappedStore, raw_chunk
 from ross3d.cache.checksum import array_crc32c
 from ross3d.cache.store import BF16, bf16_bits, open_scene, prepare_store, scene_path, write_scene
 
@@ -42,11 +43,39 @@ def test_written_scene_reads_back_bytes_equal_one_chunk_per_array(tmp_path, n_ob
         read = group[key][...]
         assert read.dtype == value.dtype and read.shape == value.shape
         assert read.tobytes() == value.tobytes()  # NaN boxes and bf16 bits included
+        # the writer attests finiteness (the CRC32C of the bytes it found finite) for float data without NaN or inf
+        widened = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16).float().numpy() \
+            if key == "uniform/frames/vision" else value
+        attested = value.dtype.kind == "f" or key == "uniform/frames/vision"
+        attested = attested and bool(np.isfinite(widened).all())
+        assert attested == (key in ("bev/vae_mean", "uniform/frames/vision") or key == "objects/boxes" and not n_obj)
         assert record["arrays"][key] == {"shape": list(value.shape), "dtype": value.dtype.str,
-                                         "crc32c": array_crc32c(value)}
+                                         "crc32c": array_crc32c(value),
+                                         **({"finite_crc32c": array_crc32c(value)} if attested else {})}
         chunk_files = [p for p in (scene_path(tmp_path, "scene0000_00") / key).rglob("c/**/*") if p.is_file()]
         assert len(chunk_files) == (1 if value.size else 0), key
     assert group["uniform/frames/vision"].attrs["encoding"] == BF16
+
+
+def test_raw_chunk_maps_exactly_the_uncompressed_one_chunk_arrays(tmp_path):
+    prepare_store(tmp_path)
+    arrays = {**_scene_arrays(np.random.default_rng(2), 3), "bev/vae_logvar": np.zeros((16, 6, 6), np.float32)}
+    write_scene(tmp_path, "scene0000_00", arrays, {"uniform/frames/vision": {"encoding": BF16}}, {})
+    group, folder = open_scene(tmp_path, "scene0000_00"), scene_path(tmp_path, "scene0000_00")
+
+    def chunk(key: str):
+        return folder / key / group[key].metadata.encode_chunk_key((0,) * arrays[key].ndim)
+
+    mapped = {key: raw_chunk(group[key], chunk(key)) for key in arrays}
+    # float data are written uncompressed; integers and booleans zstd-compressed; the all-zero array has no chunk
+    assert sorted(k for k, v in mapped.items() if v is not None) == ["bev/vae_mean", "objects/boxes",
+                                                                   "uniform/frames/vision"]
+    for key in ("bev/vae_mean", "objects/boxes", "uniform/frames/vision"):
+        assert mapped[key].dtype == arrays[key].dtype and mapped[key].shape == arrays[key].shape
+        assert mapped[key].tobytes() == arrays[key].tobytes() and not mapped[key].flags.writeable
+    vision = chunk("uniform/frames/vision")
+    vision.write_bytes(vision.read_bytes()[:-2])  # truncated: left to zarr, which reports it
+    assert raw_chunk(group["uniform/frames/vision"], vision) is None
 
 
 def test_mapped_store_equals_local_store_on_sharded_and_partial_reads(tmp_path):
@@ -64,6 +93,9 @@ def test_mapped_store_equals_local_store_on_sharded_and_partial_reads(tmp_path):
                            ("voxels", (4, slice(None), 2))]:
         np.testing.assert_array_equal(mapped[key][selection], local[key][selection])
     np.testing.assert_array_equal(mapped["vision"][...], vision)
+    # a sharded array's chunk file holds inner chunks and a shard index, not the array's bytes
+    assert (tmp_path / "g/vision/c/0/0/0").is_file()
+    assert raw_chunk(mapped["vision"], tmp_path / "g/vision/c/0/0/0") is None
 
 
 def test_mapped_store_is_read_only_and_reports_missing_keys(tmp_path):

@@ -10,22 +10,20 @@ import hashlib
 import google_crc32c
 import numpy as np
 
-# bytes per CRC32C update: google-crc32c takes only `bytes`, so the array goes through it in copies small enough to
-# stay in the CPU cache (one copy of the whole array costs as much as the CRC itself)
-CRC_BLOCK = 1 << 19
-
 
 def _header(a: np.ndarray) -> bytes:
     return f"{a.dtype.str}{a.shape}".encode()
 
 
+def header_crc32c(a: np.ndarray) -> int:
+    """The CRC32C of the array's dtype and shape: where its checksum starts, before the bytes."""
+    return google_crc32c.value(_header(a))
+
+
 def array_crc32c(a: np.ndarray) -> str:
-    """8 hex digits of CRC32C over dtype, shape and the C-order bytes."""
-    data = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    crc = google_crc32c.value(_header(a))
-    for start in range(0, data.size, CRC_BLOCK):
-        crc = google_crc32c.extend(crc, data[start:start + CRC_BLOCK].tobytes())
-    return f"{crc:08x}"
+    """8 hex digits of CRC32C over dtype, shape and the C-order bytes (google-crc32c reads a contiguous array's
+    buffer in place, without a copy)."""
+    return f"{google_crc32c.extend(header_crc32c(a), np.ascontiguousarray(a).reshape(-1)):08x}"
 
 
 def array_sha256(a: np.ndarray) -> str:
@@ -35,11 +33,6 @@ def array_sha256(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def checksum_entry(a: np.ndarray) -> dict[str, str]:
-    """The checksum field of a new record entry."""
-    return {"crc32c": array_crc32c(a)}
-
-
 def recorded(entry: dict) -> str | None:
     """A record entry's checksum as text: `crc32c:<8 hex>`, or the bare sha256 of older records; None if absent."""
     if "crc32c" in entry:
@@ -47,6 +40,9 @@ def recorded(entry: dict) -> str | None:
     return entry.get("sha256")
 
 
-def computed(a: np.ndarray, entry: dict) -> str:
-    """The array's checksum by the entry's algorithm, in `recorded`'s form."""
-    return f"crc32c:{array_crc32c(a)}" if "crc32c" in entry else array_sha256(a)
+def computed(a: np.ndarray, entry: dict, crc32c: str | None = None) -> str:
+    """The array's checksum by the entry's algorithm, in `recorded`'s form (`crc32c`: the array's CRC32C if already
+    computed, e.g. by ross3d.cache.scan)."""
+    if "crc32c" not in entry:
+        return array_sha256(a)
+    return f"crc32c:{crc32c or array_crc32c(a)}"

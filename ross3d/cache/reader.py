@@ -3,7 +3,9 @@ numpy (each array read whole through memory maps; bf16 features widened exactly 
 as in the contract with the strategy prefix removed. Only complete caches are read.
 
 With `check=True` (the trainer's first read of each scene) every array is also checked as `ross3d verify` checks it:
-its checksum (CRC32C, sha256 in older records) against the scene record and finite values; an unreadable (e.g.
+its checksum (CRC32C, sha256 in older records) against the scene record and finite values, for the arrays stored
+uncompressed (almost all of a scene's bytes) in the same pass as the copy that reads them; finiteness the writer
+attested for exactly these bytes (`finite_crc32c` = their CRC32C) is not checked again. An unreadable (e.g.
 truncated) chunk names its file. Before training, `check_provenance` compares the cache's PREP fingerprint with
 PREP_DIR's and `missing` lists the scenes a run needs that the cache lacks."""
 
@@ -16,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ross3d.cache.index import read_manifest
+from ross3d.cache.scan import Scan, Scanner, copy_in_blocks
 from ross3d.cache.store import BF16, bf16_to_float32, open_scene, read_record, scene_path
 from ross3d.cache.verify import content_problems
 from ross3d.errors import InputError
@@ -72,18 +75,34 @@ class CacheReader:
             if head in record["strategies"] and head != strategy:
                 continue
             arr = group[key]
-            try:
-                value = arr[...]
-            except Exception as err:  # noqa: BLE001 - any read/decode failure of a chunk is bad input
-                chunk = scene_path(self.cache_dir, scene_id) / key / arr.metadata.encode_chunk_key((0,) * arr.ndim)
-                raise InputError(chunk, f"cannot read {key} ({type(err).__name__}: "
-                                        f"{' '.join(str(err).split())[:200]})") from None
+            bf16 = arr.attrs.get("encoding") == BF16
+            chunk = scene_path(self.cache_dir, scene_id) / key / arr.metadata.encode_chunk_key((0,) * arr.ndim)
+            value, scanned = _read(arr, chunk, bf16, check, "finite_crc32c" not in record["arrays"][key])
             if check:
-                problems = content_problems(key, value, arr.attrs.get("encoding") == BF16, record["arrays"][key])
+                problems = content_problems(key, value, bf16, record["arrays"][key], scanned)
                 if problems:
                     raise InputError(scene_path(self.cache_dir, scene_id), "; ".join(problems) +
                                      " (run `ross3d verify` on the cache)")
-            if arr.attrs.get("encoding") == BF16 and not bf16_bits:
+            if bf16 and not bf16_bits:
                 value = bf16_to_float32(value)
             out[rest if head == strategy else key] = value
         return out
+
+
+def _read(arr, chunk: Path, bf16: bool, check: bool, check_finite: bool) -> tuple[np.ndarray, Scan | None]:
+    """An array's values, and with `check` their scan when the read could make it: an array stored as one raw chunk
+    is copied from its memory map block by block, each block scanned right after its copy (ross3d.cache.scan;
+    finiteness only with `check_finite`, i.e. when the writer did not attest it); zarr reads the others
+    (compressed or absent chunks), and an unreadable chunk names its file."""
+    from ross3d.cache.mapped_store import raw_chunk  # zarr-backed, as open_scene
+
+    raw = raw_chunk(arr, chunk)
+    if raw is not None:
+        scanner = Scanner(raw, bf16, check_finite) if check else None
+        value = copy_in_blocks(raw, scanner.update if scanner else None)
+        return value, scanner.result() if scanner else None
+    try:
+        return arr[...], None
+    except Exception as err:  # noqa: BLE001 - any read/decode failure of a chunk is bad input
+        raise InputError(chunk, f"cannot read {arr.path} ({type(err).__name__}: "
+                                f"{' '.join(str(err).split())[:200]})") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ross3d.cache.checksum import checksum_entry
+from ross3d.cache.scan import checksum_fields
 from ross3d.prep.store import clean_stale, commit_dir, temp_path, write_json_atomic
 from ross3d.safe_names import child_path
 
@@ -91,7 +91,8 @@ def write_scene(cache_dir: Path, scene_id: str, arrays: dict[str, np.ndarray], a
         if value.size:
             arr[...] = value
         arr.attrs.update(attrs.get(key, {}))
-        entries[key] = {"shape": list(value.shape), "dtype": value.dtype.str, **checksum_entry(value)}
+        bf16 = attrs.get(key, {}).get("encoding") == BF16
+        entries[key] = {"shape": list(value.shape), "dtype": value.dtype.str, **checksum_fields(value, bf16)}
     record = {**record, "scene_id": scene_id, "arrays": entries}
     write_json_atomic(tmp / SCENE_RECORD, record)
     commit_dir(tmp, final)

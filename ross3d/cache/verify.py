@@ -5,16 +5,15 @@ consistent."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
 from ross3d.cache.index import index_rows, read_manifest
 from ross3d.cache.checksum import computed, recorded
+from ross3d.cache.scan import Scan, non_finite_count, scan
 from ross3d.cache.store import BF16, open_scene, read_record
 from ross3d.errors import InputError
 from ross3d.progress import NullProgress, Progress
@@ -72,35 +71,27 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
     return problems + content_problems(key, value, arr.attrs.get("encoding") == BF16, entry), value.nbytes
 
 
-def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict) -> list[str]:
+def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict, scanned: Scan | None = None) -> list[str]:
     """What is wrong with an array's values: non-finite floats (bf16 bit patterns included; NaN object boxes are
-    the contract's padding) and a checksum other than the scene record's `entry`. Shared with the trainer's reads."""
+    the contract's padding) and a checksum other than the scene record's `entry`. `scanned`: the array's scan if the
+    read made it (ross3d.cache.scan), possibly without finiteness. Shared with the trainer's reads."""
+    scanned = scanned or scan(value, bf16)
     problems = []
-    if key != "objects/boxes" and (bf16 or value.dtype.kind == "f") and not all_finite(value, bf16):
-        problems.append(f"{key}: {non_finite(value, bf16)} non-finite values")
+    if key != "objects/boxes" and not _finite(value, bf16, entry, scanned):
+        problems.append(f"{key}: {non_finite_count(value, bf16)} non-finite values")
     if recorded(entry) is None:
         problems.append(f"{key}: no checksum recorded")
-    elif computed(value, entry) != recorded(entry):
+    elif computed(value, entry, scanned.crc32c) != recorded(entry):
         problems.append(f"{key}: checksum mismatch")
     return problems
 
 
-def all_finite(value: np.ndarray, bf16: bool) -> bool:
-    """No NaN or infinity. bf16 bits are viewed as torch.bfloat16, without widening: torch.aminmax propagates NaN,
-    so one pass over the array gives a finite minimum and maximum exactly when every value is finite."""
-    if not bf16:
-        return bool(np.isfinite(value).all())
-    if not value.size:
-        return True
-    lo, hi = torch.aminmax(torch.from_numpy(value).view(torch.bfloat16))
-    return math.isfinite(lo) and math.isfinite(hi)
-
-
-def non_finite(value: np.ndarray, bf16: bool) -> int:
-    """How many values are NaN or infinite (for bf16 bits: exponent all ones, without widening to float32)."""
-    if bf16:
-        return int(np.count_nonzero((value & 0x7F80) == 0x7F80))
-    return int(value.size - np.count_nonzero(np.isfinite(value)))
+def _finite(value: np.ndarray, bf16: bool, entry: dict, scanned: Scan) -> bool:
+    """The scan's finiteness; for a scan without it, the writer's attestation when the bytes' CRC32C is the one it
+    found finite (`finite_crc32c`), else a count."""
+    if scanned.finite is not None:
+        return scanned.finite
+    return entry.get("finite_crc32c") == scanned.crc32c or non_finite_count(value, bf16) == 0
 
 
 def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> VerifyReport:

@@ -1,0 +1,119 @@
+"""One pass over an array for the checks of a read: its CRC32C (as ross3d.cache.checksum records it) and whether its
+floats are finite, block by block, each block checked while it sits in the CPU cache. `copy_in_blocks` makes the
+pass during the copy a read does anyway (a memory-mapped chunk into the result), so the check fetches no byte from
+memory a second time; `scan` passes over an array already in memory (`ross3d verify`, the writer).
+
+The writer attests finiteness in the record (`checksum_fields`): `finite_crc32c` is the CRC32C of the bytes it
+found finite. A read whose bytes have that CRC32C holds those same bytes, so its pass may skip finiteness
+(`Scanner(check_finite=False)`) and check the CRC alone; any other CRC32C sends the array to a full finiteness
+count (docs/trust.md gives the argument and its limit).
+
+Finiteness from the bits, without widening and without temporaries: a float is NaN or infinite exactly when its
+exponent bits are all ones. Viewed as signed integers of the float's width, the positive ones are exactly the values
+>= the exponent mask (every other non-negative float is below it, every negative one is below 0); viewed as unsigned
+integers, the negative ones are exactly the values >= sign bit | exponent mask. So two integer maxima per block
+decide it, for float32 as for the bf16 features stored as uint16 bits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import google_crc32c
+import numpy as np
+
+from ross3d.cache.checksum import header_crc32c
+
+# bytes per block: a block is copied, then its two maxima and its CRC read it from the L2 cache (half of it at most)
+SCAN_BLOCK = 1 << 19
+BF16_EXPONENT = 0x7F80
+
+
+@dataclass(frozen=True)
+class Scan:
+    crc32c: str  # 8 hex digits, as a record's `crc32c`
+    finite: bool | None  # no NaN or infinity (True for non-float data); None: not checked by this pass
+
+
+def exponent_mask(dtype: np.dtype, bf16: bool) -> int | None:
+    """The exponent bits of float data (of bf16 features stored as uint16 bits); None for other data."""
+    if bf16:
+        return BF16_EXPONENT
+    if dtype.kind != "f":
+        return None
+    info = np.finfo(dtype)
+    return ((1 << info.nexp) - 1) << info.nmant
+
+
+def unsigned_bits(a: np.ndarray) -> np.ndarray:
+    """The array viewed as unsigned integers of its width (bf16 bits are already)."""
+    return a.view(a.dtype.str.replace("f", "u"))
+
+
+def bits_finite(bits: np.ndarray, exponent: int) -> bool:
+    """No NaN or infinity among non-empty unsigned float bits with this exponent mask (the module's two maxima)."""
+    sign = 1 << (8 * bits.itemsize - 1)
+    signed = bits.view(bits.dtype.str.replace("u", "i"))
+    return int(signed.max()) < exponent and int(bits.max()) < (sign | exponent)
+
+
+def non_finite_count(a: np.ndarray, bf16: bool) -> int:
+    """How many values are NaN or infinite (exponent all ones); 0 for non-float data. For error messages."""
+    exponent = exponent_mask(a.dtype, bf16)
+    if exponent is None:
+        return 0
+    return int(np.count_nonzero((unsigned_bits(a) & exponent) == exponent))
+
+
+class Scanner:
+    """CRC32C and finiteness (unless `check_finite` is False) of one array, fed its C-order elements block by block
+    (`update`), in order."""
+
+    def __init__(self, a: np.ndarray, bf16: bool, check_finite: bool = True):
+        self._crc = header_crc32c(a)
+        exponent = exponent_mask(a.dtype, bf16)
+        self._exponent = exponent if check_finite else None
+        self._finite = None if exponent is not None and not check_finite else True
+
+    def update(self, block: np.ndarray) -> None:
+        if self._exponent is not None and block.size:  # finiteness first: it brings the block into the cache
+            self._finite &= bits_finite(unsigned_bits(block), self._exponent)
+        self._crc = google_crc32c.extend(self._crc, block)
+
+    def result(self) -> Scan:
+        return Scan(f"{self._crc:08x}", self._finite)
+
+
+def _blocks(flat: np.ndarray) -> range:
+    return range(0, flat.size, max(1, SCAN_BLOCK // flat.itemsize))
+
+
+def copy_in_blocks(src: np.ndarray, visit: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """A C-order copy of contiguous `src`, made block by block; `visit` (e.g. `Scanner.update`) sees each copied
+    block right after its copy."""
+    out = np.empty(src.shape, src.dtype)
+    flat_src, flat_out = src.reshape(-1), out.reshape(-1)
+    step = _blocks(flat_src).step
+    for start in _blocks(flat_src):
+        block = flat_out[start:start + step]
+        block[...] = flat_src[start:start + step]
+        if visit is not None:
+            visit(block)
+    return out
+
+
+def scan(a: np.ndarray, bf16: bool) -> Scan:
+    """CRC32C and finiteness of an array in memory, in one blockwise pass (a non-contiguous one is copied first)."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    scanner = Scanner(a, bf16)
+    step = _blocks(flat).step
+    for start in _blocks(flat):
+        scanner.update(flat[start:start + step])
+    return scanner.result()
+
+
+def checksum_fields(a: np.ndarray, bf16: bool) -> dict[str, str]:
+    """The checksum fields of a new record entry: `crc32c`, and for float data found finite `finite_crc32c`."""
+    scanned = scan(a, bf16)
+    attested = exponent_mask(a.dtype, bf16) is not None and scanned.finite
+    return {"crc32c": scanned.crc32c, **({"finite_crc32c": scanned.crc32c} if attested else {})}
