@@ -33,6 +33,9 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
     data, prep, cache, enc = out / "data", out / "prep", out / "cache", out / "encoders"
     bench = data / "benchmarks"
     final = out / "checkpoints" / "final"
+    # 4 max-coverage frames show all 54 objects of the demo's scenes, 4 uniform ones 45: train, visualize and eval
+    # read those (configs/tiny.yaml keeps uniform, which the tests' caches hold)
+    strategy = ["--strategy", "max-coverage"]
     # continue a checkpointed demo run; otherwise start training afresh (replacing a run killed before its first save)
     resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) \
         else ["--overwrite"]
@@ -48,12 +51,12 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
                            "--vision-tower", str(enc / "tiny-siglip")]),
         ("verify", ["verify", str(cache)]),
         ("train", ["train", "configs/tiny.yaml", "--output-dir", str(out), "--set", f"data.prep_dir={prep}",
-                   "--set", f"data.cache_dir={cache}", *resume]),
+                   "--set", f"data.cache_dir={cache}", "--set", "data.strategy=max-coverage", *resume]),
         ("visualize", ["visualize", str(final), "--cache", str(cache), "--samples", str(prep / "samples.parquet"),
-                       "--scene", "scene0000_00", "--vae", str(enc / "tiny-vae"), "--steps", "20",
+                       "--scene", "scene0000_00", "--vae", str(enc / "tiny-vae"), "--steps", "20", *strategy,
                        "--out", str(out / "reconstruction_scene0000_00.png"), "--json"]),
         ("eval", ["eval", "run", "--benchmark", "all", "--checkpoint", str(final), "--cache", str(cache),
-                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results"), "--restart"]),
+                  "--samples", str(prep / "samples.parquet"), "--out", str(out / "results"), *strategy, "--restart"]),
     ]
 
 
