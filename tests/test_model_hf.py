@@ -212,3 +212,25 @@ def test_visualize_reads_the_step_in_both_formats(tmp_path):
     (tmp_path / "before" / "config.json").write_text(json.dumps({"model_type": "ross3d",
                                                                  "ross3d": {"extra": {"step": 12}}}))
     assert checkpoint_step(tmp_path / "new") == "40" and checkpoint_step(tmp_path / "before") == "12"
+
+
+def test_a_v_predicting_model_loads_v_predicting(tmp_path):
+    """prediction_type travels through config.json: the loaded model's loss targets v and its samplers read v, so
+    its training losses equal the saved model's, and differ from an epsilon model with the same weights."""
+    config = preset("tiny", prediction_type="v_prediction")
+    torch.manual_seed(3)
+    model = Ross3D(config).eval()
+    for p in model.denoiser.final_layer.parameters():  # adaLN-zero: a zero output would be the same for any target
+        p.data.normal_(0, 0.1)
+    save_model(model, tmp_path / "v", build_tokenizer(["a chair"], 300))
+    loaded, _ = load_model(tmp_path / "v")
+    assert loaded.diffusion.prediction_type == "v_prediction"
+    assert loaded.diffusion.scheduler("ddim").config.prediction_type == "v_prediction"
+    batch = random_batch(config, 2, grounding=[False, False], seed=1)
+    with torch.no_grad():
+        def bev(m):
+            return m(batch, generator=torch.Generator().manual_seed(7))["bev_loss"].item()
+
+        epsilon = Ross3D(config.replace(prediction_type="epsilon")).eval()
+        epsilon.load_state_dict(model.state_dict())
+        assert bev(loaded.eval()) == bev(model) != bev(epsilon)
