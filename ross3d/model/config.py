@@ -18,7 +18,7 @@ from dataclasses import field
 from transformers import PreTrainedConfig
 
 from ross3d.errors import ConfigError
-from ross3d.model.diffusion import PREDICTION_TYPES
+from ross3d.model.diffusion import check_prediction_type
 
 MASK_SCHEDULES = ("step", "sample")
 IMAGE_TOKEN_ID = -200  # the placeholder id spliced out by the model, as the original's IMAGE_TOKEN_INDEX
@@ -62,7 +62,6 @@ class Ross3DConfig(PreTrainedConfig):
     denoiser_mlp_ratio: float = 4.0
     diffusion_steps: int = 1000
     view_repeat: int = 0  # (t, noise) draws per masked view; 0 = n_frames // n_masked as the original (4)
-    bev_repeat: int = 1  # (t, noise) draws per BEV target; 1 as the original
     prediction_type: str = "epsilon"  # the denoiser predicts eps (the original) or v ("v_prediction")
     latent_shift: float = 0.1159
     latent_scale: float = 0.3611
@@ -131,10 +130,7 @@ class Ross3DConfig(PreTrainedConfig):
             raise ConfigError(f"model.mask_ratio: {self.mask_ratio} must lie in [0, 1)")
         if self.mask_ratio > 0 and self.n_masked < 1:
             raise ConfigError(f"model.mask_ratio: {self.mask_ratio} masks no frame of {self.n_frames}")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"model.prediction_type: {self.prediction_type!r} is not one of {PREDICTION_TYPES}")
-        if self.bev_repeat < 1:
-            raise ConfigError(f"model.bev_repeat: {self.bev_repeat} must be at least 1")
+        check_prediction_type(self.prediction_type)
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ConfigError("model.num_heads: must divide hidden_size and be a multiple of num_kv_heads")
         if self.denoiser_dim % self.denoiser_heads:

@@ -1,9 +1,9 @@
 """Gaussian diffusion for the denoiser: Nichol-Dhariwal cosine schedule, q_sample, the denoising MSE, and sampling.
 
 Training follows the original (docs/original-model.md 5.3): 1000 steps, `alpha_bar(t) = cos^2((t + 0.008)/1.008 * pi/2)`,
-`beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE. The model may
-instead predict `v = sqrt(abar) eps - sqrt(1 - abar) x0` (`prediction_type: v_prediction`, Salimans & Ho 2022), whose
-loss weighs the x0 error at large t, where only the condition can tell the target (docs/model.md, differences).
+`beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999)`, epsilon prediction, plain per-element MSE. The
+model may instead predict `v = sqrt(abar) eps - sqrt(1 - abar) x0` (`prediction_type: v_prediction`, Salimans & Ho
+2022), whose loss weighs the x0 error at large t, where only the condition can tell the target (docs/model.md).
 Sampling uses diffusers' DDPMScheduler / DDIMScheduler with `beta_schedule="squaredcos_cap_v2"`, whose betas are
 the same formula (tests check this), respaced to fewer steps by the scheduler's `set_timesteps`. As the original's
 `sample()` (`clip_denoised=True`), each step clamps the predicted x0 to [-1, 1] (`clip_sample`); DDPM's posterior
@@ -24,6 +24,13 @@ SAMPLERS = ("ddpm", "ddim")
 PREDICTION_TYPES = ("epsilon", "v_prediction")  # diffusers' names
 
 
+def check_prediction_type(value: str) -> str:
+    """`value` when it is one of PREDICTION_TYPES, else a ConfigError naming the option."""
+    if value not in PREDICTION_TYPES:
+        raise ConfigError(f"model.prediction_type: {value!r} is not one of {PREDICTION_TYPES}")
+    return value
+
+
 def cosine_betas(steps: int, max_beta: float = 0.999) -> torch.Tensor:
     """(steps,) float64 betas of the cosine schedule."""
     def alpha_bar(t: float) -> float:
@@ -37,23 +44,26 @@ class GaussianDiffusion:
     """The cosine-schedule forward process and the training loss of an epsilon- or v-predicting model."""
 
     def __init__(self, steps: int = 1000, prediction_type: str = "epsilon"):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"model.prediction_type: {prediction_type!r} is not one of {PREDICTION_TYPES}")
         self.steps = steps
-        self.prediction_type = prediction_type
+        self.prediction_type = check_prediction_type(prediction_type)
         self.betas = cosine_betas(steps)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
 
+    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at timesteps t (N,), shaped (N, 1, ...) to broadcast over rows of `like`, in its dtype."""
+        return self.alphas_cumprod.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, with t (N,) integer timesteps."""
-        abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+        abar = self._abar(t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """What the model predicts for x_t = q_sample(x0, t, noise): the noise, or v = sqrt(abar) eps - sqrt(1 - abar) x0."""
+        """What the model predicts for x_t = q_sample(x0, t, noise): the noise, or v = sqrt(abar) eps - sqrt(1 - abar)
+        x0."""
         if self.prediction_type == "epsilon":
             return noise
-        abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+        abar = self._abar(t, x0)
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
     def loss(self, model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor,

@@ -2,8 +2,8 @@
 
 Conditioning (docs/original-model.md 3, 4.3): the final post-norm hidden states of the unmasked frames' visual tokens
 (newlines stripped) pass the non-affine LayerNorm and the attention pooler of their kind. Targets: VAE latents of
-the masked views (each repeated `view_repeat` times with its own t and noise) and of the BEV (repeated `bev_repeat`
-times, 1 as the original). Losses are per-sample means; the BEV mean is mask-weighted and 0 for an empty mask. Both denoiser calls always run (a zero-weighted dummy
+the masked views (each repeated `view_repeat` times with its own t and noise) and of the BEV. Losses are per-sample
+means; the BEV mean is mask-weighted and 0 for an empty mask. Both denoiser calls always run (a zero-weighted dummy
 row when nothing is masked) so that ZeRO-3 ranks stay in lockstep.
 """
 
@@ -26,7 +26,8 @@ def _run(denoiser: Denoiser, diffusion: GaussianDiffusion, x0: torch.Tensor, con
 def view_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffusion, cond: torch.Tensor,
               view_mask: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample cross-view denoising MSE (B,): cond (B, Q, d) pooled, view_mask (B, V), posteriors (B, V, C, H, W)."""
+    """Per-sample cross-view denoising MSE (B,): cond (B, Q, d) pooled, view_mask (B, V), posteriors
+    (B, V, C, H, W)."""
     batch = view_mask.shape[0]
     rows = view_mask.nonzero()  # (R, 2): sample, view
     repeat = config.view_repeat or max(config.n_frames // max(config.n_masked, 1), 1)
@@ -49,16 +50,12 @@ def view_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffu
 def bev_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffusion, cond: torch.Tensor,
              mean: torch.Tensor, logvar: torch.Tensor, valid: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample masked-mean BEV denoising MSE (B,), averaged over the `bev_repeat` (t, noise) draws of each target:
-    posteriors (B, C, 2g, 2g), valid (B, g, g) bool; 0 if empty."""
-    repeat = config.bev_repeat
+    """Per-sample masked-mean BEV denoising MSE (B,): posteriors (B, C, 2g, 2g), valid (B, g, g) bool; 0 if empty."""
     x0 = latent_targets(mean, logvar, config.bev_grid, config.latent_shift, config.latent_scale,
                         generator).to(cond.device)
-    mse = _run(denoiser, diffusion, x0.repeat_interleave(repeat, dim=0), cond.repeat_interleave(repeat, dim=0), "bev",
-               generator)
-    w = valid.to(mse.dtype).repeat_interleave(repeat, dim=0)[:, None].expand_as(mse)
-    per_draw = (mse * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1)
-    return per_draw.view(-1, repeat).mean(1)
+    mse = _run(denoiser, diffusion, x0, cond, "bev", generator)
+    w = valid.to(mse.dtype)[:, None].expand_as(mse)
+    return (mse * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1)
 
 
 @torch.no_grad()
