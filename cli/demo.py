@@ -35,7 +35,8 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
     final = out / "checkpoints" / "final"
     # 4 max-coverage frames show all 54 objects of the demo's scenes, 4 uniform ones 45: train, visualize and eval
     # read those (configs/tiny.yaml keeps uniform, which the tests' caches hold)
-    strategy = ["--strategy", "max-coverage"]
+    frames = "max-coverage"
+    strategy = ["--strategy", frames]
     # continue a checkpointed demo run; otherwise start training afresh (replacing a run killed before its first save)
     resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")) \
         else ["--overwrite"]
@@ -51,7 +52,7 @@ def _stages(out: Path) -> list[tuple[str, list[str]]]:
                            "--vision-tower", str(enc / "tiny-siglip")]),
         ("verify", ["verify", str(cache)]),
         ("train", ["train", "configs/tiny.yaml", "--output-dir", str(out), "--set", f"data.prep_dir={prep}",
-                   "--set", f"data.cache_dir={cache}", "--set", "data.strategy=max-coverage", *resume]),
+                   "--set", f"data.cache_dir={cache}", "--set", f"data.strategy={frames}", *resume]),
         ("visualize", ["visualize", str(final), "--cache", str(cache), "--samples", str(prep / "samples.parquet"),
                        "--scene", "scene0000_00", "--vae", str(enc / "tiny-vae"), "--steps", "20", *strategy,
                        "--out", str(out / "reconstruction_scene0000_00.png"), "--json"]),

@@ -5,9 +5,9 @@ A random VAE's posterior is wider than its signal (posterior std about 1 against
 own images (random crops, MSE plus a small KL term, Adam) gives a decoder that turns the latents back into the
 frames. The posterior's width is fixed while fitting (`fixed_logvar`): left free, the encoder's log-variance drifted
 to the clamp (+20, std 22,000) on flat regions the decoder ignores, and the cached targets of those cells were
-noise thousands of times larger than the signal (docs/demo.md, "The fitted VAE"). Every fourth kept frame of each scene is held out for the reported PSNR. The
-fitted `shift_factor` and `scaling_factor` are the mean and 1 / std of the posterior means, so the denoiser's
-targets `(z - shift) * scale` have unit scale.
+noise thousands of times larger than the signal (docs/demo.md, "The fitted VAE"). Every fourth kept frame of each
+scene is held out for the reported PSNR. The fitted `shift_factor` and `scaling_factor` are the mean and 1 / std of
+the posterior means, so the denoiser's targets `(z - shift) * scale` have unit scale.
 """
 
 from __future__ import annotations

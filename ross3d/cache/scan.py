@@ -16,7 +16,7 @@ decide it, for float32 as for the bf16 features stored as uint16 bits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import google_crc32c
@@ -84,8 +84,10 @@ class Scanner:
         return Scan(f"{self._crc:08x}", self._finite)
 
 
-def _blocks(flat: np.ndarray) -> range:
-    return range(0, flat.size, max(1, SCAN_BLOCK // flat.itemsize))
+def _blocks(flat: np.ndarray) -> Iterator[slice]:
+    """Consecutive slices of a flat array, SCAN_BLOCK bytes each (the last one shorter)."""
+    step = max(1, SCAN_BLOCK // flat.itemsize)
+    return (slice(start, start + step) for start in range(0, flat.size, step))
 
 
 def copy_in_blocks(src: np.ndarray, visit: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
@@ -93,12 +95,10 @@ def copy_in_blocks(src: np.ndarray, visit: Callable[[np.ndarray], None] | None =
     block right after its copy."""
     out = np.empty(src.shape, src.dtype)
     flat_src, flat_out = src.reshape(-1), out.reshape(-1)
-    step = _blocks(flat_src).step
-    for start in _blocks(flat_src):
-        block = flat_out[start:start + step]
-        block[...] = flat_src[start:start + step]
+    for block in _blocks(flat_src):
+        flat_out[block] = flat_src[block]
         if visit is not None:
-            visit(block)
+            visit(flat_out[block])
     return out
 
 
@@ -106,9 +106,8 @@ def scan(a: np.ndarray, bf16: bool) -> Scan:
     """CRC32C and finiteness of an array in memory, in one blockwise pass (a non-contiguous one is copied first)."""
     flat = np.ascontiguousarray(a).reshape(-1)
     scanner = Scanner(a, bf16)
-    step = _blocks(flat).step
-    for start in _blocks(flat):
-        scanner.update(flat[start:start + step])
+    for block in _blocks(flat):
+        scanner.update(flat[block])
     return scanner.result()
 
 
