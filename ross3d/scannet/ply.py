@@ -37,22 +37,21 @@ _SCALARS = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "
 _RGB = ("red", "green", "blue")
 
 
-def _header(data: bytes) -> tuple[list[tuple[str, int, list[list[str]]]], int] | None:
-    """Elements (name, count, property lines as words) and the body offset of a binary little-endian ply."""
+def read_header(data: bytes) -> tuple[list[list[str]], list[tuple[str, int, list[list[str]]]], int] | None:
+    """A ply header at the start of `data`: its lines as words, its elements (name, count, property lines as words)
+    and the body offset; None without `ply` ... `end_header`."""
     end = data.find(b"end_header")
     newline = data.find(b"\n", end)
     if not data.startswith(b"ply") or end < 0 or newline < 0:
         return None
     lines = [line.split() for line in data[:end].decode("ascii", "replace").splitlines()]
-    if ["format", "binary_little_endian", "1.0"] not in lines:
-        return None
     elements: list[tuple[str, int, list[list[str]]]] = []
     for words in lines:
         if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
             elements.append((words[1], int(words[2]), []))
         elif words[:1] == ["property"] and elements:
             elements[-1][2].append(words[1:])
-    return elements, newline + 1
+    return lines, elements, newline + 1
 
 
 def read_triangle_ply(data: bytes) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
@@ -60,10 +59,10 @@ def read_triangle_ply(data: bytes) -> tuple[np.ndarray, np.ndarray | None, np.nd
     binary little-endian ply with a vertex element of scalar properties, then a face element whose one property
     is a list of three indices per face (`vertex_indices` or `vertex_index`, the names open3d reads). None for
     any other layout, or a body shorter than its header declares."""
-    parsed = _header(data)
-    if parsed is None:
+    parsed = read_header(data)
+    if parsed is None or ["format", "binary_little_endian", "1.0"] not in parsed[0]:
         return None
-    elements, offset = parsed
+    _, elements, offset = parsed
     if [e[0] for e in elements] != ["vertex", "face"]:
         return None
     (_, n_vertices, vertex_props), (_, n_faces, face_props) = elements

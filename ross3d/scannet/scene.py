@@ -12,7 +12,7 @@ import numpy as np
 
 from ross3d.errors import InputError
 from ross3d.safe_names import child_path
-from ross3d.scannet.ply import read_triangle_ply
+from ross3d.scannet.ply import read_header, read_triangle_ply
 
 log = logging.getLogger(__name__)
 PLY_HEADER_MAX = 1 << 16  # bytes searched for a ply header
@@ -63,16 +63,10 @@ class SceneMesh:
 def ply_element_counts(path: Path) -> dict[str, int]:
     """The `element <name> <count>` lines of a ply header (InputError when there is no header)."""
     with open(path, "rb") as f:
-        head = f.read(PLY_HEADER_MAX)
-    end = head.find(b"end_header")
-    if not head.startswith(b"ply") or end < 0:
+        header = read_header(f.read(PLY_HEADER_MAX))
+    if header is None:
         raise InputError(path, f"not a ply file (no 'ply' ... 'end_header' within {PLY_HEADER_MAX} bytes)")
-    counts: dict[str, int] = {}
-    for line in head[:end].decode("ascii", "replace").splitlines():
-        words = line.split()
-        if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
-            counts[words[1]] = int(words[2])
-    return counts
+    return {name: count for name, count, _ in header[1]}
 
 
 def read_mesh(path: str | Path) -> SceneMesh:
