@@ -68,8 +68,10 @@ def _pause_point(final: Path) -> None:
         return
     _commits += 1
     count, _, marker = spec.partition(":")
-    if _commits == int(count):
-        Path(marker).write_text(str(final))
+    if _commits == int(count):  # the marker appears whole (a test kills as soon as it exists)
+        tmp = temp_path(Path(marker))
+        tmp.write_text(str(final))
+        os.replace(tmp, marker)
         while True:
             time.sleep(60)
 
