@@ -177,9 +177,21 @@ def test_verify_catches_corrupted_chunk(built, tmp_path):
     assert f"{SCENES[0]}: uniform/frames/vae_mean: checksum mismatch" in bad.output
 
 
-def _as_sha256_records(cache: Path) -> None:
-    """Rewrite a cache as caches written before CRC32C were: sha256 per array in scene.json and the manifest, the
-    index checksums over the sha256 lines (docs/data-format.md, computed here from that text)."""
+def _digest(name: str, value: np.ndarray) -> str:
+    """An older record's checksum of an array, computed here with the libraries directly (docs/data-format.md)."""
+    import hashlib
+
+    import google_crc32c
+
+    data = f"{value.dtype.str}{value.shape}".encode() + np.ascontiguousarray(value).tobytes()
+    return hashlib.sha256(data).hexdigest() if name == "sha256" else f"{google_crc32c.value(data):08x}"
+
+
+def _as_old_records(cache: Path, name: str) -> None:
+    """Rewrite a cache as older versions wrote it: `name` (sha256, or crc32c) per array in scene.json and the
+    manifest (as `crc32c:<hex>`, or the bare sha256), CRC32C records keeping the writer's finiteness attestation as
+    `finite_crc32c` (sha256 records had none), the index checksums over those lines (docs/data-format.md, computed
+    here from that text)."""
     import hashlib
 
     import pyarrow as pa
@@ -190,12 +202,12 @@ def _as_sha256_records(cache: Path) -> None:
         record = json.loads(record_path.read_text())
         group = zarr.open_group(cache / "cache.zarr" / scene_id, mode="r")
         for key, entry in record["arrays"].items():
-            value = group[key][...]
-            header = f"{value.dtype.str}{value.shape}".encode()
-            del entry["crc32c"]
-            entry.pop("finite_crc32c", None)  # nor did they attest finiteness
-            entry["sha256"] = hashlib.sha256(header + np.ascontiguousarray(value).tobytes()).hexdigest()
-            manifest["scenes"][scene_id]["checksums"][key] = entry["sha256"]
+            del entry["xxh3"]
+            entry[name] = _digest(name, group[key][...])
+            if entry.pop("finite_xxh3", None) and name == "crc32c":
+                entry["finite_crc32c"] = entry["crc32c"]
+            text = entry[name] if name == "sha256" else f"crc32c:{entry[name]}"
+            manifest["scenes"][scene_id]["checksums"][key] = text
         record_path.write_text(json.dumps(record))
     (cache / "manifest.json").write_text(json.dumps(manifest))
     rows = pq.read_table(cache / "index.parquet").to_pylist()
@@ -206,16 +218,18 @@ def _as_sha256_records(cache: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(cache / "index.parquet")), cache / "index.parquet")
 
 
-def test_caches_with_sha256_records_still_verify_and_read(built, tmp_path):
-    """Records of caches written before CRC32C hold sha256: verify and the trainer's checked read accept them and
-    still catch a changed byte."""
+@pytest.mark.parametrize("name", ["crc32c", "sha256"])
+def test_caches_with_older_records_still_verify_and_read(built, tmp_path, name):
+    """Records of caches written before XXH3 hold crc32c (with `finite_crc32c`), older ones sha256: verify and the
+    trainer's checked read accept them and still catch a changed byte."""
     from ross3d.errors import InputError
 
     _, cache = built
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
-    _as_sha256_records(copy)
-    assert "crc32c" not in (copy / "cache.zarr" / SCENES[0] / "scene.json").read_text()
+    _as_old_records(copy, name)
+    record = (copy / "cache.zarr" / SCENES[0] / "scene.json").read_text()
+    assert "xxh3" not in record and (name == "crc32c") == ("finite_crc32c" in record)
     ok = runner.invoke(app, ["verify", str(copy)])
     assert ok.exit_code == 0 and "0 problems" in ok.output, ok.output
     CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
@@ -229,18 +243,21 @@ def test_caches_with_sha256_records_still_verify_and_read(built, tmp_path):
         CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)
 
 
-@pytest.mark.parametrize("attestation", ["stale", "absent"])
-def test_a_nan_in_the_bf16_features_with_a_matching_checksum_is_caught_on_the_checked_read(built, tmp_path,
+@pytest.mark.parametrize("name, attestation", [("xxh3", "stale"), ("xxh3", "absent"), ("crc32c", "stale")])
+def test_a_nan_in_the_bf16_features_with_a_matching_checksum_is_caught_on_the_checked_read(built, tmp_path, name,
                                                                                            attestation):
-    """The checked read skips finiteness only for the bytes the writer attested (`finite_crc32c`): features
-    rewritten with a negative NaN and their crc32c updated are counted, whether the record keeps the writer's
-    attestation (now naming other bytes) or has none (records written before it)."""
-    from ross3d.cache.checksum import array_crc32c
+    """The checked read skips finiteness only for the bytes the writer attested (`finite_xxh3`, `finite_crc32c` in
+    records written before XXH3): features rewritten with a negative NaN and their checksum updated are counted,
+    whether the record keeps the writer's attestation (now naming other bytes) or has none (records written
+    before it)."""
+    from ross3d.cache.checksum import array_checksum
     from ross3d.errors import InputError
 
     _, cache = built
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
+    if name == "crc32c":
+        _as_old_records(copy, name)
     scene = copy / "cache.zarr" / SCENES[0]
     arr = zarr.open_group(scene, mode="r+")["uniform/frames/vision"]
     value = arr[...]
@@ -248,10 +265,10 @@ def test_a_nan_in_the_bf16_features_with_a_matching_checksum_is_caught_on_the_ch
     arr[...] = value
     record = json.loads((scene / "scene.json").read_text())
     entry = record["arrays"]["uniform/frames/vision"]
-    assert entry["finite_crc32c"] == entry["crc32c"]  # the writer attested the features it wrote
-    entry["crc32c"] = array_crc32c(value)
+    assert entry[f"finite_{name}"] == entry[name]  # the writer attested the features it wrote
+    entry[name] = array_checksum(value, name)
     if attestation == "absent":
-        del entry["finite_crc32c"]
+        del entry[f"finite_{name}"]
     (scene / "scene.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match="uniform/frames/vision: 1 non-finite values"):
         CacheReader(copy).load_scene(SCENES[0], "uniform", check=True)

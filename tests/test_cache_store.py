@@ -13,7 +13,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from ross3d.cache.mapped_store import MappedStore, raw_chunk
-from ross3d.cache.checksum import array_crc32c
+from ross3d.cache.checksum import array_checksum
 from ross3d.cache.store import BF16, bf16_bits, open_scene, prepare_store, scene_path, write_scene
 
 
@@ -43,15 +43,15 @@ def test_written_scene_reads_back_bytes_equal_one_chunk_per_array(tmp_path, n_ob
         read = group[key][...]
         assert read.dtype == value.dtype and read.shape == value.shape
         assert read.tobytes() == value.tobytes()  # NaN boxes and bf16 bits included
-        # the writer attests finiteness (the CRC32C of the bytes it found finite) for float data without NaN or inf
+        # the writer attests finiteness (the XXH3 of the bytes it found finite) for float data without NaN or inf
         widened = torch.from_numpy(value.view(np.int16)).view(torch.bfloat16).float().numpy() \
             if key == "uniform/frames/vision" else value
         attested = value.dtype.kind == "f" or key == "uniform/frames/vision"
         attested = attested and bool(np.isfinite(widened).all())
         assert attested == (key in ("bev/vae_mean", "uniform/frames/vision") or key == "objects/boxes" and not n_obj)
         assert record["arrays"][key] == {"shape": list(value.shape), "dtype": value.dtype.str,
-                                         "crc32c": array_crc32c(value),
-                                         **({"finite_crc32c": array_crc32c(value)} if attested else {})}
+                                         "xxh3": array_checksum(value),
+                                         **({"finite_xxh3": array_checksum(value)} if attested else {})}
         chunk_files = [p for p in (scene_path(tmp_path, "scene0000_00") / key).rglob("c/**/*") if p.is_file()]
         assert len(chunk_files) == (1 if value.size else 0), key
     assert group["uniform/frames/vision"].attrs["encoding"] == BF16

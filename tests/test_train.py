@@ -529,7 +529,7 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     import zarr
     from typer.testing import CliRunner
 
-    from ross3d.cache.checksum import array_crc32c
+    from ross3d.cache.checksum import array_checksum
     from ross3d.errors import InputError
     from ross3d_cli.app import app
 
@@ -540,10 +540,10 @@ def test_nan_values_with_matching_checksums_stop_training(inputs, tmp_path):
     value[0, 3, 4] = np.nan
     arr[...] = value
     record = json.loads((scene / "scene.json").read_text())  # the checksums agree with the NaN bytes
-    record["arrays"]["bev/vae_mean"]["crc32c"] = array_crc32c(value)
+    record["arrays"]["bev/vae_mean"]["xxh3"] = array_checksum(value)
     (scene / "scene.json").write_text(json.dumps(record))
     manifest = json.loads((cache / "manifest.json").read_text())
-    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = f"crc32c:{array_crc32c(value)}"
+    manifest["scenes"][SCENES[1]]["checksums"]["bev/vae_mean"] = f"xxh3:{array_checksum(value)}"
     (cache / "manifest.json").write_text(json.dumps(manifest))
     verified = CliRunner().invoke(app, ["verify", str(cache)])
     assert verified.exit_code == 1 and "bev/vae_mean: 1 non-finite values" in verified.output

@@ -3,11 +3,12 @@ numpy (each array read whole through memory maps; bf16 features widened exactly 
 as in the contract with the strategy prefix removed. Only complete caches are read.
 
 With `check=True` (the trainer's first read of each scene) every array is also checked as `ross3d verify` checks it:
-its checksum (CRC32C, sha256 in older records) against the scene record and finite values, for the arrays stored
-uncompressed (almost all of a scene's bytes) in the same pass as the copy that reads them; finiteness the writer
-attested for exactly these bytes (`finite_crc32c` = their CRC32C) is not checked again. An unreadable (e.g.
-truncated) chunk names its file. Before training, `check_provenance` compares the cache's PREP fingerprint with
-PREP_DIR's and `missing` lists the scenes a run needs that the cache lacks."""
+its checksum (XXH3-64; CRC32C or sha256 in older records, by their own algorithm) against the scene record and
+finite values, for the arrays stored uncompressed (almost all of a scene's bytes) in the same pass as the copy that
+reads them; finiteness the writer attested for exactly these bytes (`finite_xxh3` = their XXH3, `finite_crc32c` =
+their CRC32C in older records) is not checked again. An unreadable (e.g. truncated) chunk names its file. Before
+training, `check_provenance` compares the cache's PREP fingerprint with PREP_DIR's and `missing` lists the scenes a
+run needs that the cache lacks."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class CacheReader:
             arr = group[key]
             bf16 = arr.attrs.get("encoding") == BF16
             chunk = scene_path(self.cache_dir, scene_id) / key / arr.metadata.encode_chunk_key((0,) * arr.ndim)
-            value, scanned = _read(arr, chunk, bf16, check, "finite_crc32c" not in record["arrays"][key])
+            value, scanned = _read(arr, chunk, bf16, record["arrays"][key] if check else None)
             if check:
                 problems = content_problems(key, value, bf16, record["arrays"][key], scanned)
                 if problems:
@@ -89,16 +90,16 @@ class CacheReader:
         return out
 
 
-def _read(arr, chunk: Path, bf16: bool, check: bool, check_finite: bool) -> tuple[np.ndarray, Scan | None]:
-    """An array's values, and with `check` their scan when the read could make it: an array stored as one raw chunk
-    is copied from its memory map block by block, each block scanned right after its copy (ross3d.cache.scan;
-    finiteness only with `check_finite`, i.e. when the writer did not attest it); zarr reads the others
-    (compressed or absent chunks), and an unreadable chunk names its file."""
+def _read(arr, chunk: Path, bf16: bool, entry: dict | None) -> tuple[np.ndarray, Scan | None]:
+    """An array's values, and to check them against their record `entry` (None: unchecked) their scan when the read
+    could make it: an array stored as one raw chunk is copied from its memory map block by block, each block
+    scanned right after its copy (ross3d.cache.scan, `Scanner.for_entry`); zarr reads the others (compressed or
+    absent chunks), and an unreadable chunk names its file."""
     from ross3d.cache.mapped_store import raw_chunk  # zarr-backed, as open_scene
 
     raw = raw_chunk(arr, chunk)
     if raw is not None:
-        scanner = Scanner(raw, bf16, check_finite) if check else None
+        scanner = Scanner.for_entry(raw, bf16, entry) if entry is not None else None
         value = copy_in_blocks(raw, scanner.update if scanner else None)
         return value, scanner.result() if scanner else None
     try:

@@ -1,7 +1,7 @@
 """`verify_cache`: re-check a CACHE_DIR against its manifest, scene records and index: every scene committed with
 the manifest's fingerprint, each array present with the recorded shape and dtype and the contract's shape rules,
-floats finite, the checksum of the bytes as recorded (CRC32C, or sha256 in older records), index rows and checksums
-consistent."""
+floats finite, the checksum of the bytes as recorded (XXH3-64; CRC32C or sha256 in older records, each verified by
+its own algorithm), index rows and checksums consistent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ross3d.cache.index import index_rows, read_manifest
-from ross3d.cache.checksum import computed, recorded
+from ross3d.cache.checksum import WRITTEN, algorithm, attestation, checksum_text, recorded
 from ross3d.cache.scan import Scan, non_finite_count, scan
 from ross3d.cache.store import BF16, open_scene, read_record
 from ross3d.errors import InputError
@@ -73,25 +73,26 @@ def _check_array(group, key: str, entry: dict, record: dict) -> tuple[list[str],
 
 def content_problems(key: str, value: np.ndarray, bf16: bool, entry: dict, scanned: Scan | None = None) -> list[str]:
     """What is wrong with an array's values: non-finite floats (bf16 bit patterns included; NaN object boxes are
-    the contract's padding) and a checksum other than the scene record's `entry`. `scanned`: the array's scan if the
-    read made it (ross3d.cache.scan), possibly without finiteness. Shared with the trainer's reads."""
-    scanned = scanned or scan(value, bf16)
+    the contract's padding) and a checksum other than the scene record's `entry`. `scanned`: the array's scan by the
+    entry's algorithm if the read made it (ross3d.cache.scan), possibly without finiteness. Shared with the trainer's
+    reads."""
+    scanned = scanned or scan(value, bf16, algorithm(entry) or WRITTEN)
     problems = []
     if key != "objects/boxes" and not _finite(value, bf16, entry, scanned):
         problems.append(f"{key}: {non_finite_count(value, bf16)} non-finite values")
     if recorded(entry) is None:
         problems.append(f"{key}: no checksum recorded")
-    elif computed(value, entry, scanned.crc32c) != recorded(entry):
+    elif checksum_text(scanned.algorithm, scanned.digest) != recorded(entry):
         problems.append(f"{key}: checksum mismatch")
     return problems
 
 
 def _finite(value: np.ndarray, bf16: bool, entry: dict, scanned: Scan) -> bool:
-    """The scan's finiteness; for a scan without it, the writer's attestation when the bytes' CRC32C is the one it
-    found finite (`finite_crc32c`), else a count."""
+    """The scan's finiteness; for a scan without it, the writer's attestation when the bytes' checksum is the one
+    it found finite (`finite_xxh3`, or `finite_crc32c` of older records, by the scan's algorithm), else a count."""
     if scanned.finite is not None:
         return scanned.finite
-    return entry.get("finite_crc32c") == scanned.crc32c or non_finite_count(value, bf16) == 0
+    return entry.get(attestation(scanned.algorithm)) == scanned.digest or non_finite_count(value, bf16) == 0
 
 
 def verify_cache(cache_dir: str | Path, progress: Progress | None = None) -> VerifyReport:
