@@ -20,6 +20,7 @@ from ross3d.model.masking import draw_view_mask, masking_samples
 from ross3d.model.position import discretize, sincos_3d
 from ross3d.model.projector import add_row_newlines, pool_tokens, strip_row_newlines
 from ross3d.model.reconstruction import bev_loss
+from ross3d.model.ross3d import Ross3D
 
 
 def test_sincos_3d_matches_numpy_formula():
@@ -234,6 +235,19 @@ def test_config_validation_and_presets():
         preset("tiny", mask_schedule="often")
     with pytest.raises(ConfigError, match="preset"):
         preset("huge")
+    with pytest.raises(ConfigError, match="initializer_range"):
+        preset("tiny", initializer_range=0)
+
+
+@pytest.mark.parametrize("std", [0.02, 0.1])
+def test_initializer_range_sets_the_fresh_language_models_weight_std(std):
+    torch.manual_seed(0)
+    model = Ross3D(preset("tiny", initializer_range=std))
+    for weight in (model.llm.model.embed_tokens.weight, model.llm.model.layers[0].self_attn.q_proj.weight,
+                   model.llm.model.layers[1].mlp.down_proj.weight):
+        assert abs(weight.std().item() - std) < 0.05 * std  # N(0, std) over >= 9,000 numbers
+    bound = 1 / math.sqrt(32)  # not the LM's: torch's Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in 32
+    assert abs(model.projector.linear_1.weight.std().item() - bound / math.sqrt(3)) < 0.005
 
 
 def test_labelled_only_lm_loss_equals_full_cross_entropy():

@@ -654,18 +654,22 @@ def test_max_coverage_training_and_checkpoint_pruning(inputs, tmp_path):
     assert (out / "checkpoints" / "latest_step").read_text().strip() == "step_4"
 
 
-def test_denoiser_lr_gives_the_denoiser_its_own_group():
+def test_denoiser_lr_and_ground_lr_give_those_parts_their_own_groups():
     from ross3d.train.config import OptimConfig
     from ross3d.train.optimizer import param_groups
 
     model = torch.nn.Module()
     model.llm, model.denoiser = torch.nn.Linear(3, 2), torch.nn.Linear(4, 5)  # (6 + 2) and (20 + 5) numbers
+    model.ground_head = torch.nn.Linear(2, 3)  # 6 + 3 numbers
 
     def summary(optim):  # {(lr, weight decay): number of parameters}
         return {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in param_groups(list(model.named_parameters()), optim)}
 
-    assert summary(OptimConfig(lr=1e-3, weight_decay=0.1)) == {(1e-3, 0.1): 6 + 20, (1e-3, 0.0): 2 + 5}
+    assert summary(OptimConfig(lr=1e-3, weight_decay=0.1)) == {(1e-3, 0.1): 6 + 20 + 6, (1e-3, 0.0): 2 + 5 + 3}
     assert summary(OptimConfig(lr=1e-3, weight_decay=0.1, denoiser_lr=4e-3)) == {
-        (1e-3, 0.1): 6, (1e-3, 0.0): 2, (4e-3, 0.1): 20, (4e-3, 0.0): 5}
-    with pytest.raises(ConfigError, match="optim.denoiser_lr"):
-        load_train_config(ROOT / "configs/tiny.yaml", ["optim.denoiser_lr=0"])
+        (1e-3, 0.1): 6 + 6, (1e-3, 0.0): 2 + 3, (4e-3, 0.1): 20, (4e-3, 0.0): 5}
+    assert summary(OptimConfig(lr=1e-3, weight_decay=0.1, denoiser_lr=4e-3, ground_lr=3e-4)) == {
+        (1e-3, 0.1): 6, (1e-3, 0.0): 2, (4e-3, 0.1): 20, (4e-3, 0.0): 5, (3e-4, 0.1): 6, (3e-4, 0.0): 3}
+    for key in ("denoiser_lr", "ground_lr"):
+        with pytest.raises(ConfigError, match=f"optim.{key}"):
+            load_train_config(ROOT / "configs/tiny.yaml", [f"optim.{key}=0"])

@@ -41,6 +41,7 @@ class Ross3DConfig(PreTrainedConfig):
     rms_norm_eps: float = 1e-6
     max_position_embeddings: int = 32768
     tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # std of a fresh language model's weights (Qwen2's default; docs/demo.md)
     # vision input (cached SigLIP features) and token layout
     vision_dim: int = 1152
     n_frames: int = 32
@@ -139,6 +140,8 @@ class Ross3DConfig(PreTrainedConfig):
             raise ConfigError(f"model.bev_latent_grid: {self.bev_latent_grid} must be even (2x2 grouping)")
         if self.hidden_size < 3:
             raise ConfigError("model.hidden_size: must be at least 3 for the 3D position encoding")
+        if not self.initializer_range > 0:
+            raise ConfigError(f"model.initializer_range: must be > 0, got {self.initializer_range}")
         return self
 
     def replace(self, **changes) -> Ross3DConfig:

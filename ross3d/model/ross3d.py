@@ -44,7 +44,8 @@ def qwen2_config(config: Ross3DConfig):
                        num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
                        rope_theta=config.rope_theta, rms_norm_eps=config.rms_norm_eps,
                        max_position_embeddings=config.max_position_embeddings,
-                       tie_word_embeddings=config.tie_word_embeddings)
+                       tie_word_embeddings=config.tie_word_embeddings,
+                       initializer_range=config.initializer_range)
 
 
 class Ross3D(PreTrainedModel):

@@ -82,6 +82,7 @@ class OptimConfig:
     warmup_ratio: float = 0.03  # linear warmup over this fraction of the steps, then cosine to 0
     grad_clip: float = 1.0
     denoiser_lr: float | None = None  # the reconstruction denoiser's peak lr (same schedule); null: lr
+    ground_lr: float | None = None  # the grounding head's peak lr (same schedule); null: lr
 
 
 @dataclass
@@ -129,8 +130,10 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0, got {value}")
         if not self.optim.lr > 0:
             raise ConfigError(f"optim.lr: must be > 0, got {self.optim.lr}")
-        if self.optim.denoiser_lr is not None and not self.optim.denoiser_lr > 0:
-            raise ConfigError(f"optim.denoiser_lr: must be > 0 or null, got {self.optim.denoiser_lr}")
+        for key in ("denoiser_lr", "ground_lr"):
+            value = getattr(self.optim, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"optim.{key}: must be > 0 or null, got {value}")
         if not 0 <= self.optim.warmup_ratio < 1:
             raise ConfigError(f"optim.warmup_ratio: must lie in [0, 1), got {self.optim.warmup_ratio}")
         if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):

@@ -31,13 +31,21 @@ def optimizer_class(optim: OptimConfig, ds_config: dict) -> type[torch.optim.Opt
     return bitsandbytes.optim.AdamW8bit
 
 
+def part_lrs(optim: OptimConfig) -> dict[str, float]:
+    """Parameter-name prefix -> the peak lr of that part, for the parts given their own lr."""
+    lrs = {"denoiser.": optim.denoiser_lr, "ground_head.": optim.ground_lr}
+    return {prefix: lr for prefix, lr in lrs.items() if lr is not None}
+
+
 def param_groups(params: list[tuple[str, torch.nn.Parameter]], optim: OptimConfig) -> list[dict]:
     """Groups of the trainable `(name, parameter)` pairs: weight decay on matrices, none on biases and norms (the
-    original's two groups); the denoiser's parameters at `optim.denoiser_lr` when set, everything else at `optim.lr`."""
+    original's two groups); the denoiser at `optim.denoiser_lr` and the grounding head at `optim.ground_lr` when
+    set, everything else at `optim.lr`."""
+    own = part_lrs(optim)
     groups: dict[tuple[float, float], list] = {}
     for name, param in params:
-        own = optim.denoiser_lr is not None and name.startswith("denoiser.")
-        key = (optim.denoiser_lr if own else optim.lr, optim.weight_decay if param.ndim >= 2 else 0.0)
+        lr = next((lr for prefix, lr in own.items() if name.startswith(prefix)), optim.lr)
+        key = (lr, optim.weight_decay if param.ndim >= 2 else 0.0)
         groups.setdefault(key, []).append(param)
     return [{"params": group, "lr": lr, "weight_decay": decay} for (lr, decay), group in groups.items()]
 
