@@ -49,7 +49,8 @@ def zero2(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2")
     seen = []
     result = train(load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, out)), on_record=seen.append)
-    return {"out": out, "result": result, "records": read_log(out / "log.jsonl"), "seen": seen}
+    return {"out": out, "result": result, "records": read_log(out / "log.jsonl"), "seen": seen,
+            "threads": torch.get_num_threads()}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,7 @@ def resumed(inputs, zero2):
         "found = sorted(m for m in sys.modules if m.startswith(watched))\n"
         "print('MODULES=' + json.dumps(found + decoded))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = str(zero2["threads"])  # float sums are bitwise equal only at the same thread count
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
