@@ -72,6 +72,10 @@ class ModelConfig:
 
 
 
+# parts trained at their own peak lr when set: parameter-name prefix -> the OptimConfig field holding that lr
+PART_LR_FIELDS = {"denoiser.": "denoiser_lr", "ground_head.": "ground_lr"}
+
+
 @dataclass
 class OptimConfig:
     name: Literal["adamw", "adamw_8bit"] = "adamw"  # adamw_8bit: bitsandbytes' 8-bit AdamW, GPU only
@@ -130,7 +134,7 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0, got {value}")
         if not self.optim.lr > 0:
             raise ConfigError(f"optim.lr: must be > 0, got {self.optim.lr}")
-        for key in ("denoiser_lr", "ground_lr"):
+        for key in PART_LR_FIELDS.values():
             value = getattr(self.optim, key)
             if value is not None and not value > 0:
                 raise ConfigError(f"optim.{key}: must be > 0 or null, got {value}")

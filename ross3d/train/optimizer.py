@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ross3d.errors import ConfigError
-from ross3d.train.config import OptimConfig
+from ross3d.train.config import PART_LR_FIELDS, OptimConfig
 
 
 def optimizer_class(optim: OptimConfig, ds_config: dict) -> type[torch.optim.Optimizer]:
@@ -33,7 +33,7 @@ def optimizer_class(optim: OptimConfig, ds_config: dict) -> type[torch.optim.Opt
 
 def part_lrs(optim: OptimConfig) -> dict[str, float]:
     """Parameter-name prefix -> the peak lr of that part, for the parts given their own lr."""
-    lrs = {"denoiser.": optim.denoiser_lr, "ground_head.": optim.ground_lr}
+    lrs = {prefix: getattr(optim, key) for prefix, key in PART_LR_FIELDS.items()}
     return {prefix: lr for prefix, lr in lrs.items() if lr is not None}
 
 
