@@ -21,6 +21,7 @@ from ross3d.prep.bev import render_bev
 from ross3d.synth.capture import render_frames
 from ross3d.synth.room import build_room
 from ross3d.visualize.reconstruct import latent_error, mean_targets
+from torch_threads import one_torch_thread
 
 SIZE = 64  # frames and BEV (latents 8 x 8)
 
@@ -36,12 +37,10 @@ def room_images():
 
 @pytest.fixture(scope="module")
 def fitted(room_images):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small ops: one thread avoids oversubscription on a shared CPU
     frames, bev = room_images
     vae = build_vae(tiny_flux_vae_config(), seed=0)
-    report = fit_vae(vae, frames[:4], frames[4:], [bev], FitOptions(steps=120, batch=8, crop=32, lr=3e-3))
-    torch.set_num_threads(threads)  # later tests in this process (test_train's in-process runs) keep theirs
+    with one_torch_thread():  # many small ops
+        report = fit_vae(vae, frames[:4], frames[4:], [bev], FitOptions(steps=120, batch=8, crop=32, lr=3e-3))
     return vae, report
 
 

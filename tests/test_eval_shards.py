@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ross3d.errors import InputError
 from ross3d.eval.shards import KILL_AFTER_BATCHES, AnswerStore, share
 from ross3d_cli.app import app
+from torch_threads import one_torch_thread
 
 BENCHMARKS = ("scanqa", "sqa3d", "scan2cap", "scanrefer", "multi3drefer")
 ARGS = ["--limit", "5", "--batch-size", "2", "--max-new-tokens", "3", "--device", "cpu", "--no-baseline"]
@@ -31,12 +31,8 @@ def _command(inputs: dict, out: Path) -> list[str]:
 
 def _in_process(args: list[str]):
     """The CLI in this process with one thread, as every torchrun rank runs (OMP_NUM_THREADS=1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return CliRunner().invoke(app, args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _first_samples(prep: Path, bench: str, n: int) -> list[str]:

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from release_fixtures import (Sizes, tower_state, write_flux_vae, write_llava_video, write_ross2d_projector,
                               write_ross3d_release, write_slow_tokenizer)
 from ross3d_cli.app import app
+from torch_threads import one_torch_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## From the released checkpoints"
@@ -108,18 +109,17 @@ def release(synth_root, tmp_path_factory):
     (work / "data" / "scannet" / "scannetv2-labels.combined.tsv").symlink_to(
         synth_root / "scannet_metadata" / "scannetv2-labels.combined.tsv")
     (work / "data" / "benchmarks").symlink_to(synth_root / "benchmarks")
-    cwd, threads = Path.cwd(), torch.get_num_threads()
+    cwd = Path.cwd()
     os.chdir(work)  # the README's paths are relative
-    torch.set_num_threads(1)  # tiny tensors: one thread decodes the 512-token answers several times faster
-    try:
-        outputs = []
-        for argv in readme_commands():
-            start = time.perf_counter()
-            outputs.append((argv, _run(argv, work)))
-            print(f"{time.perf_counter() - start:6.1f} s  {shlex.join(argv[:3])}")
+    try:  # tiny tensors: one thread decodes the 512-token answers several times faster
+        with one_torch_thread():
+            outputs = []
+            for argv in readme_commands():
+                start = time.perf_counter()
+                outputs.append((argv, _run(argv, work)))
+                print(f"{time.perf_counter() - start:6.1f} s  {shlex.join(argv[:3])}")
     finally:
         os.chdir(cwd)
-        torch.set_num_threads(threads)
     return {"work": work, "sizes": sizes, "tokens": tokens, "outputs": outputs}
 
 

@@ -9,17 +9,16 @@ import torch
 from ross3d.model.config import preset
 from ross3d.model.ross3d import Ross3D
 from ross3d.visualize.reconstruct import latent_error, sample_with_baseline
+from torch_threads import one_torch_thread
 
 CONFIG = preset("tiny", n_frames=4, pool_grid=7, bev_latent_grid=16, denoiser_depth=1, denoiser_dim=128)
 
 
 @pytest.fixture
 def one_thread():
-    """The fit is many small ops: one thread avoids oversubscription on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """The fit is many small ops."""
+    with one_torch_thread():
+        yield
 
 
 def _fit(model: Ross3D, data: list[tuple[str, torch.Tensor, torch.Tensor]], steps: int, rows: int = 8) -> None:
