@@ -71,7 +71,6 @@ class ModelConfig:
     lora: LoraOptions | None = None  # set (`model.lora: {}` for the defaults): the LLM trains through LoRA
 
 
-
 # parts trained at their own peak lr when set: parameter-name prefix -> the OptimConfig field holding that lr
 PART_LR_FIELDS = {"denoiser.": "denoiser_lr", "ground_head.": "ground_lr"}
 
