@@ -206,6 +206,28 @@ def test_loss_falls_on_a_repeated_batch(inputs, tmp_path):
     assert lm[-1] < 0.5 * lm[0], lm
 
 
+def test_language_warmup_has_the_lm_read_the_texts_before_step_one(inputs, tmp_path):
+    from ross3d.train.run_folder import claim_fresh
+
+    # one step on all 8 QA samples, fresh and after 30 warm-up steps on the run's texts: the warmed-up LM
+    # already knows the answers' words (a fresh LM is near ln(vocab) = 6; the visual tokens it never saw in the
+    # warm-up keep the warmed-up one well above its text-only loss)
+    first = {}
+    for name, warmup in (("fresh", []), ("warm", ["model.language_warmup={}", "model.language_warmup.steps=30",
+                                                 "model.language_warmup.lr=0.01"])):
+        config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
+            inputs, tmp_path / name, "data.tasks=[scanqa]", "data.grouping=shuffle", "micro_batch=8",
+            "grad_accum=1", "max_steps=1", "save_every=0", "tensorboard=false", "data.num_workers=0", *warmup))
+        train(config)
+        first[name] = read_log(tmp_path / name / "log.jsonl")[0]["lm_loss"]
+    records = (tmp_path / "warm" / "language_warmup.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in records] == list(range(1, 31))
+    assert not (tmp_path / "fresh" / "language_warmup.jsonl").exists()
+    assert first["warm"] < first["fresh"] - 2.0, first
+    claim_fresh(tmp_path / "warm", overwrite=True)  # --overwrite removes the warm-up's log with the run
+    assert not (tmp_path / "warm" / "language_warmup.jsonl").exists()
+
+
 def test_too_few_samples_for_the_global_batch_names_the_key(inputs, tmp_path):
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "micro_batch=64"))
     with pytest.raises(ConfigError, match="micro_batch"):

@@ -59,6 +59,17 @@ class LoraOptions:
 
 
 @dataclass
+class LanguageWarmup:
+    """Next-token steps of a fresh language model on the training texts before the Ross3D steps
+    (ross3d.train.language_warmup): `steps` AdamW steps of `batch` texts at the constant `lr`, clipped at
+    optim.grad_clip."""
+
+    steps: int = 500
+    batch: int = 16
+    lr: float = 1e-3
+
+
+@dataclass
 class ModelConfig:
     preset: str = "tiny"  # used when init is null: fresh random weights of this size preset
     overrides: list[str] = field(default_factory=list)  # Ross3DConfig `field=value` changes to the preset
@@ -69,6 +80,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     train_parts: list[str] = field(default_factory=lambda: list(TRAIN_PARTS))  # the parts that train at all
     lora: LoraOptions | None = None  # set (`model.lora: {}` for the defaults): the LLM trains through LoRA
+    language_warmup: LanguageWarmup | None = None  # set: a fresh LM first reads the training texts alone
 
 
 # parts trained at their own peak lr when set: parameter-name prefix -> the OptimConfig field holding that lr
@@ -151,7 +163,19 @@ class TrainConfig:
         if self.data.unlabelled_as_vision_only and VISION_ONLY not in self.data.tasks:
             raise ConfigError(f"data.unlabelled_as_vision_only: needs {VISION_ONLY!r} in data.tasks")
         self._validate_parts()
+        self._validate_warmup()
         return self
+
+    def _validate_warmup(self) -> None:
+        warmup = self.model.language_warmup
+        if warmup is None:
+            return
+        if self.model.init:
+            raise ConfigError("model.language_warmup: warms up a fresh language model; model.init brings a trained "
+                              "one (drop one of the two)")
+        if warmup.steps < 1 or warmup.batch < 1 or not warmup.lr > 0:
+            raise ConfigError(f"model.language_warmup: steps and batch must be >= 1 and lr > 0, got steps "
+                              f"{warmup.steps}, batch {warmup.batch}, lr {warmup.lr}")
 
     def _validate_parts(self) -> None:
         parts, lora = self.model.train_parts, self.model.lora

@@ -117,12 +117,17 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         for change in ds_changes:
             log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     optimizer_class(config.optim, ds_config)  # no GPU or package for the optimizer: fail before the model loads
-    model, tokenizer, adapter = _model(config, out, dist, resume)
+    from ross3d.train.model_setup import build_model
+
+    model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
     rows, labelled_split = training_rows(config.data)
     if labelled_split is not None and dist.is_main:
         write_split(out, labelled_split)
     samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id))
     check_cache(config.data, samples)
+    if config.model.language_warmup is not None and not resume:  # a resumed run loads the warmed-up weights
+        _warm_up_language(config, model, tokenizer, samples, dist, out)
+    adapter = _prepare_parts(config, model, dist)
     tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size
     scene_order = None if config.data.order != "scene_local" else SceneOrder(
@@ -202,13 +207,12 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     return TrainResult(step, losses[0] if losses else None, losses[-1] if losses else None, out, export_dir)
 
 
-def _model(config: TrainConfig, out: Path, dist, resume: bool):
-    """(model, tokenizer, peft's LoRA wrapper of model.llm or None) with `model.train_parts` and LoRA applied."""
+def _prepare_parts(config: TrainConfig, model, dist):
+    """Apply `model.train_parts`, LoRA and gradient checkpointing to `model`; returns peft's LoRA wrapper of
+    model.llm or None."""
     from ross3d.train.lora import add_lora
-    from ross3d.train.model_setup import build_model
     from ross3d.train.parts import freeze_parts, trainable_parameters
 
-    model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
     freeze_parts(model, config.model.train_parts)
     adapter = add_lora(model, config.model.lora, config.seed, config.model.init) if config.model.lora else None
     if dist.is_main:
@@ -216,7 +220,22 @@ def _model(config: TrainConfig, out: Path, dist, resume: bool):
                  sum(p.numel() for p in model.parameters()))
     if config.model.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, tokenizer, adapter
+    return adapter
+
+
+def _warm_up_language(config: TrainConfig, model, tokenizer, samples, dist, out: Path) -> None:
+    """The fresh LM's next-token steps on the training texts (`model.language_warmup`), on every rank alike."""
+    from ross3d.train.language_warmup import plain_texts, warm_up_language
+
+    warmup = config.model.language_warmup
+    model.to(dist.device)
+    start = time.perf_counter()
+    losses = warm_up_language(model.llm, plain_texts(samples, model.config.image_token_id), tokenizer.pad_token_id,
+                              warmup.steps, warmup.batch, warmup.lr, config.optim.grad_clip, config.seed,
+                              dist.device, out if dist.is_main else None)
+    if dist.is_main:
+        log.info("language warm-up: %d steps of %d texts, lm loss %.4f -> %.4f in %.0f s", warmup.steps,
+                 warmup.batch, losses[0], losses[-1], time.perf_counter() - start)
 
 
 def _preview(config: TrainConfig, model, tokenizer, dist):

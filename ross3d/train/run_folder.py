@@ -17,10 +17,11 @@ from pathlib import Path
 from ross3d.cache.fingerprint import flatten
 from ross3d.errors import ConfigError, InputError
 from ross3d.train.labelled import SPLIT_FILE
+from ross3d.train.language_warmup import LOG_FILE as WARMUP_LOG
 from ross3d.train.metrics import WANDB_RUN
 
 RUN_OUTPUTS = ("config.yaml", "log.jsonl", "loss_curve.png", "checkpoints", "tensorboard", "tokenizer", "wandb",
-               WANDB_RUN, SPLIT_FILE)
+               WANDB_RUN, SPLIT_FILE, WARMUP_LOG)
 PREVIEWS = "reconstruction_step_*.png"
 FREE_KEYS = frozenset({"output_dir", "data.num_workers", "data.prefetch_factor", "data.pin_memory",
                        "data.scene_cache"})
