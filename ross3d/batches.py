@@ -94,7 +94,8 @@ def _stack(scenes: Sequence[dict[str, np.ndarray]], key: str) -> torch.Tensor:
     return stacked.view(torch.bfloat16) if stacked.dtype == torch.uint16 else stacked
 
 
-def _pad(arrays: Sequence[np.ndarray], length: int, value) -> torch.Tensor:
+def pad_right(arrays: Sequence[np.ndarray], length: int, value) -> torch.Tensor:
+    """(N, length, ...) tensor of the arrays, each followed by `value` up to `length` along its first axis."""
     out = np.full((len(arrays), length, *arrays[0].shape[1:]), value, dtype=arrays[0].dtype)
     for i, a in enumerate(arrays):
         out[i, :len(a)] = a
@@ -105,9 +106,9 @@ def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray
     """Right-padded text and stacked cached tensors in the model's batch format (docs/model.md)."""
     length = max(len(s.input_ids) for s in samples)
     n_obj = max(1, max(len(sc["objects/object_ids"]) for sc in scenes))
-    ids = _pad([s.input_ids for s in samples], length, pad_id)
-    labels = _pad([s.labels for s in samples], length, -100)
-    mask = _pad([np.ones(len(s.input_ids), np.int64) for s in samples], length, 0)
+    ids = pad_right([s.input_ids for s in samples], length, pad_id)
+    labels = pad_right([s.labels for s in samples], length, -100)
+    mask = pad_right([np.ones(len(s.input_ids), np.int64) for s in samples], length, 0)
     # objects without vertices have NaN boxes: padding for the grounding head, never a target
     valid = [np.isfinite(sc["objects/boxes"]).all(1) for sc in scenes]
     positive = [np.isin(sc["objects/object_ids"], s.object_ids) & v for s, sc, v in zip(samples, scenes, valid)]
@@ -120,10 +121,10 @@ def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray
         "view_mean": stack("frames/vae_mean"), "view_logvar": stack("frames/vae_logvar"),
         "bev_mean": stack("bev/vae_mean"), "bev_logvar": stack("bev/vae_logvar"), "bev_valid": stack("bev/valid27"),
         "grounding": torch.tensor([s.task in GROUNDING_TASKS for s in samples]),
-        "object_boxes": _pad(boxes, n_obj, 0.0),
-        "object_membership": _pad([sc["objects/membership"] for sc in scenes], n_obj, False),
-        "object_valid": _pad(valid, n_obj, False),
-        "object_positive": _pad(positive, n_obj, False),
+        "object_boxes": pad_right(boxes, n_obj, 0.0),
+        "object_membership": pad_right([sc["objects/membership"] for sc in scenes], n_obj, False),
+        "object_valid": pad_right(valid, n_obj, False),
+        "object_positive": pad_right(positive, n_obj, False),
         "box_center": torch.tensor([s.box_center if h else (0.0, 0.0, 0.0) for s, h in zip(samples, has_box)],
                                    dtype=torch.float32),
         "has_box": torch.tensor(has_box),

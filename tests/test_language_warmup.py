@@ -58,9 +58,14 @@ def test_a_tiny_qwen2_learns_its_corpus_deterministically_and_logs_every_step(tm
 
 
 def test_a_batch_larger_than_the_corpus_takes_each_text_once():
+    # the first step's loss is the untrained LM's mean token loss over the whole corpus, each text once (the mean
+    # over tokens does not depend on the row order), computed here by hand-padding the three texts
+    with torch.no_grad():
+        ids = torch.tensor(CORPUS[:3])  # equal lengths: no padding
+        expected = _tiny_lm(1)(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss.item()
     losses = warm_up_language(_tiny_lm(1), CORPUS[:3], pad_id=0, steps=2, batch=16, lr=1e-3, grad_clip=0.0, seed=0,
                               device=torch.device("cpu"), output_dir=None)
-    assert len(losses) == 2
+    assert len(losses) == 2 and losses[0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_config_refuses_a_warm_up_of_a_released_model_and_bad_values():

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ross3d.batches import pad_right
+
 log = logging.getLogger(__name__)
 LOG_FILE = "language_warmup.jsonl"
 REPORT_EVERY = 50  # steps between console lines
@@ -28,11 +30,8 @@ REPORT_EVERY = 50  # steps between console lines
 def text_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask, labels) of texts; labels are -100 at the padding."""
     width = max(len(ids) for ids in token_ids)
-    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, text in enumerate(token_ids):
-        ids[row, :len(text)] = torch.tensor(text, dtype=torch.long)
-        mask[row, :len(text)] = 1
+    ids = pad_right([np.asarray(text, np.int64) for text in token_ids], width, pad_id)
+    mask = pad_right([np.ones(len(text), np.int64) for text in token_ids], width, 0)
     return ids, mask, ids.masked_fill(mask == 0, -100)
 
 

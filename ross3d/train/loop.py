@@ -103,6 +103,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     from ross3d.train.engine import build_engine, deepspeed_config
     from ross3d.train.labelled import training_rows, write_split
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
+    from ross3d.train.model_setup import build_model
     from ross3d.train.optimizer import optimizer_class
     from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
 
@@ -117,8 +118,6 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
         for change in ds_changes:
             log.info("deepspeed_config %s: %s", config.deepspeed_config, change)
     optimizer_class(config.optim, ds_config)  # no GPU or package for the optimizer: fail before the model loads
-    from ross3d.train.model_setup import build_model
-
     model, tokenizer = build_model(config, out / "tokenizer", dist.is_main, reuse_tokenizer=resume)
     rows, labelled_split = training_rows(config.data)
     if labelled_split is not None and dist.is_main:
