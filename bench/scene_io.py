@@ -114,7 +114,7 @@ def measure(cache_dir: Path, physical: list[str], tasks, scenes, epoch: np.ndarr
 
     config = DataConfig(cache_dir=str(cache_dir), num_workers=workers, scene_cache=cache)
     text = np.arange(4, dtype=np.int64)
-    samples = [TextSample(t, s, text, text, (), None) for t, s in zip(tasks, scenes)]
+    samples = [TextSample(t, s, text, text, (), ()) for t, s in zip(tasks, scenes)]
     order = micro_batch_order(epoch, 0, 1, 1)[:limit]
     log.write_text("")
     LoggingReader.log, LoggingReader.physical, LoggingReader.cold = log, physical, cold

@@ -1,5 +1,5 @@
-"""Batches from cached scenes, shared by the trainer, eval and visualize: the tokenised sample (`TextSample`), the
-per-process scene LRU over a CACHE_DIR (`SceneCache`, first read of a scene checked) and `collate`, which stacks the
+"""Batches from cached scenes, shared by the trainer, eval and visualize: the tokenised sample (`TextSample`, one
+samples.parquet row or several of one scene as a multi-turn conversation, docs/model.md), the per-process scene LRU over a CACHE_DIR (`SceneCache`, first read of a scene checked) and `collate`, which stacks the
 cached arrays and pads the text into the model's batch format (docs/model.md). Plain numpy/torch: nothing here knows
 about DeepSpeed, loaders or evaluation.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ross3d.chat import ChatEncoder
+from ross3d.chat import IMAGE_MARKER, ChatEncoder
 from ross3d.prep.qa.schema import VISION_ONLY, Sample
 
 GROUNDING_TASKS = ("scanrefer", "multi3drefer")
@@ -23,25 +23,46 @@ GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 
 @dataclass(frozen=True)
 class TextSample:
-    """One tokenised sample (training or evaluation) and the per-sample fields the collator needs."""
+    """One tokenised sample (training or evaluation) and the per-sample fields the collator needs. `targets` holds
+    one tuple of object ids per row the sample was made of, in text order: the positives of its `<ground>` queries
+    when it grounds; `box_centers` one box centre (or None) per row: the position of its `<coord>` token."""
 
     task: str
     scene_id: str
     input_ids: np.ndarray
     labels: np.ndarray
-    object_ids: tuple[int, ...]
-    box_center: tuple[float, float, float] | None
+    targets: tuple[tuple[int, ...], ...]
+    box_centers: tuple[tuple[float, float, float] | None, ...]
 
 
 def encode_row(row: Sample, encoder: ChatEncoder, spatial_instruction: bool) -> TextSample:
     """A samples.parquet row tokenised with the Qwen chat template; a vision-only row is the image alone."""
-    if row.task == VISION_ONLY:
+    return encode_rows([row], encoder, spatial_instruction)
+
+
+def encode_rows(rows: Sequence[Sample], encoder: ChatEncoder, spatial_instruction: bool) -> TextSample:
+    """Rows of one scene and task tokenised as one multi-turn conversation (`data.pack_turns`): the first row's
+    turns as they are, then each further row's turns with its `<image>` marker dropped, so the visual tokens come
+    once, before the first question. One row is `encode_row`'s sample."""
+    first = rows[0]
+    if any(r.scene_id != first.scene_id or r.task != first.task for r in rows):
+        raise ValueError(f"a packed sample mixes scenes or tasks: {sorted({(r.scene_id, r.task) for r in rows})}")
+    if first.task == VISION_ONLY:
+        if len(rows) > 1:
+            raise ValueError("vision-only rows are not packed")
         enc = encoder.encode_vision_only(spatial_instruction)
     else:
-        enc = encoder.encode([{"from": r, "value": t} for r, t in row.conversations], spatial_instruction)
-    box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
-    return TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64), np.asarray(enc.labels, np.int64),
-                      tuple(row.object_ids), box)
+        turns = [{"from": r, "value": t if k == 0 else t.replace(IMAGE_MARKER, "").strip()}
+                 for k, row in enumerate(rows) for r, t in row.conversations]
+        enc = encoder.encode(turns, spatial_instruction)
+    return TextSample(first.task, first.scene_id, np.asarray(enc.input_ids, np.int64),
+                      np.asarray(enc.labels, np.int64), tuple(tuple(int(i) for i in r.object_ids) for r in rows),
+                      tuple(box_center(r) for r in rows))
+
+
+def box_center(row: Sample) -> tuple[float, float, float] | None:
+    """The centre of a row's input box (Scan2Cap's `<coord>`), None without one."""
+    return None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
 
 
 class SceneCache:
@@ -111,9 +132,19 @@ def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray
     mask = pad_right([np.ones(len(s.input_ids), np.int64) for s in samples], length, 0)
     # objects without vertices have NaN boxes: padding for the grounding head, never a target
     valid = [np.isfinite(sc["objects/boxes"]).all(1) for sc in scenes]
-    positive = [np.isin(sc["objects/object_ids"], s.object_ids) & v for s, sc, v in zip(samples, scenes, valid)]
+    # (B, queries, n_obj): row t of sample b holds the positives of its t-th `<ground>` query
+    positive = np.zeros((len(samples), max(1, max(len(s.targets) for s in samples)), n_obj), bool)
+    for b, (s, sc, v) in enumerate(zip(samples, scenes, valid)):
+        for t, target in enumerate(s.targets):
+            positive[b, t, :len(v)] = np.isin(sc["objects/object_ids"], target) & v
     boxes = [np.where(v[:, None], sc["objects/boxes"], 0.0).astype(np.float32) for sc, v in zip(scenes, valid)]
-    has_box = [s.box_center is not None and bool(np.isfinite(s.box_center).all()) for s in samples]
+    # (B, turns, 3): centre t of sample b goes to its t-th `<coord>` token; has_box marks the finite ones
+    centres = np.zeros((len(samples), max(1, max(len(s.box_centers) for s in samples)), 3), np.float32)
+    has_box = np.zeros(centres.shape[:2], bool)
+    for b, s in enumerate(samples):
+        for t, c in enumerate(s.box_centers):
+            if c is not None and np.isfinite(c).all():
+                centres[b, t], has_box[b, t] = c, True
     stack = lambda key: _stack(scenes, key)  # noqa: E731
     return {
         "input_ids": ids, "attention_mask": mask, "labels": labels,
@@ -124,8 +155,6 @@ def collate(samples: Sequence[TextSample], scenes: Sequence[dict[str, np.ndarray
         "object_boxes": pad_right(boxes, n_obj, 0.0),
         "object_membership": pad_right([sc["objects/membership"] for sc in scenes], n_obj, False),
         "object_valid": pad_right(valid, n_obj, False),
-        "object_positive": pad_right(positive, n_obj, False),
-        "box_center": torch.tensor([s.box_center if h else (0.0, 0.0, 0.0) for s, h in zip(samples, has_box)],
-                                   dtype=torch.float32),
-        "has_box": torch.tensor(has_box),
+        "object_positive": torch.from_numpy(positive),
+        "box_center": torch.from_numpy(centres), "has_box": torch.from_numpy(has_box),
     }

@@ -59,3 +59,28 @@ def test_spatial_instruction_and_prompt(tokenizer):
     # the original's evaluation (no sentence) puts a "\n" after the image
     plain = tokenizer.decode(enc.encode_prompt("<image> What is on the table?")[prompt.index(IMAGE_ID) + 1:])
     assert plain == "\n What is on the table?<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_packed_rows_are_one_multi_turn_conversation(tokenizer):
+    """Two rows of a scene: one sample, the image once (before the first question), both answers supervised,
+    and per-row targets in text order; the token layout is the hand-written two-turn conversation's."""
+    from ross3d.batches import encode_row, encode_rows
+    from ross3d.prep.qa.schema import Sample
+
+    enc = ChatEncoder(tokenizer, IMAGE_ID)
+    a = Sample("q/0", "train", "scanrefer", "s0", [("human", "<image>What is on the table?"), ("gpt", "a")], [], [3])
+    b = Sample("q/1", "train", "scanrefer", "s0", [("human", "<image>What is red? "), ("gpt", "chair")], [], [1, 4])
+    packed = encode_rows([a, b], enc, spatial_instruction=True)
+    expected = enc.encode([{"from": "human", "value": "<image>What is on the table?"}, {"from": "gpt", "value": "a"},
+                           {"from": "human", "value": "What is red?"}, {"from": "gpt", "value": "chair"}], True)
+    assert packed.input_ids.tolist() == expected.input_ids and packed.labels.tolist() == expected.labels
+    assert packed.input_ids.tolist().count(IMAGE_ID) == 1
+    text = tokenizer.decode(packed.input_ids[packed.input_ids.tolist().index(IMAGE_ID) + 1:])
+    assert text.endswith("<|im_start|>assistant\na<|im_end|>\n<|im_start|>user\nWhat is red?<|im_end|>\n"
+                         "<|im_start|>assistant\nchair<|im_end|>\n")
+    assert packed.targets == ((3,), (1, 4))
+    single = encode_row(a, enc, spatial_instruction=True)
+    assert single.targets == ((3,),) and packed.input_ids[:len(single.input_ids)].tolist() == single.input_ids.tolist()
+    other = Sample("q/2", "train", "scanrefer", "s1", a.conversations, [], [3])
+    with pytest.raises(ValueError, match="mixes scenes or tasks"):
+        encode_rows([a, other], enc, False)

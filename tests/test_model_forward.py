@@ -88,6 +88,30 @@ def test_ground_scores_match_training_loss(model, config):
     torch.testing.assert_close(out["ground_loss"], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_packed_sample_grounds_each_query_against_its_own_targets(model, config):
+    """A packed sample (two `<ground>` turns): the loss is the mean of each query's InfoNCE against its own row of
+    object_positive. Each query's scores come from `ground_scores` on the prefix that ends at that query (causal
+    attention: the same hidden state), the InfoNCE from its hand formula."""
+    model.eval()
+    batch = random_batch(config, 1, grounding=[True], n_objects=4)
+    first = 12
+    batch["input_ids"][0, first] = config.ground_token_id
+    positive = torch.zeros(1, 2, 4, dtype=torch.bool)
+    positive[0, 0, 1] = True  # the first query's target: object 1
+    positive[0, 1, 2] = positive[0, 1, 3] = True  # the second's: objects 2 and 3
+    batch["object_positive"] = positive
+    prefix = dict(batch, input_ids=batch["input_ids"][:, :first + 1], labels=batch["labels"][:, :first + 1],
+                  attention_mask=batch["attention_mask"][:, :first + 1])
+    s0, s1 = model.ground_scores(prefix)[0] / 0.07, model.ground_scores(batch)[0] / 0.07
+    nce0 = torch.logsumexp(s0, 0) - s0[1]  # scores[k]: object k; scores[4]: the zero target
+    nce1 = torch.logsumexp(s1, 0) - torch.logsumexp(s1[[2, 3]], 0)
+    out = model(batch, global_step=0)
+    torch.testing.assert_close(out["ground_loss"], (nce0 + nce1) / 2, rtol=1e-4, atol=1e-4)
+    batch["object_positive"] = positive[:, :1]  # two queries, targets for one: a clear error
+    with pytest.raises(InputError, match="2 <ground> queries but targets for 1"):
+        model(batch, global_step=0)
+
+
 def test_generate_matches_manual_greedy_loop(model, config):
     model.eval()
     batch = random_batch(config, 2, text_len=12)
@@ -150,20 +174,39 @@ def test_coord_tokens_get_box_centre_pe_and_visual_tokens_their_voxel_pe(model, 
     from ross3d.model.position import discretize, sincos_3d
 
     batch = random_batch(config, 2)
-    batch["has_box"] = torch.tensor([True, False])
+    batch["has_box"] = torch.tensor([[True], [False]])
     view_mask = torch.zeros(2, config.n_frames, dtype=torch.bool)
     view_mask[0, 1] = True
     inputs, patch, _ = model.encode(batch, view_mask)
     shift = config.visual_len - 1
     table = model.llm.get_input_embeddings().weight
     coord_pos = 5 + shift  # random_batch puts <coord> at 5, after the placeholder at 3
-    pe = sincos_3d(discretize(batch["box_center"][0], 0.1, (-15, -15, -5), (15, 15, 5)), config.hidden_size)
+    pe = sincos_3d(discretize(batch["box_center"][0, 0], 0.1, (-15, -15, -5), (15, 15, 5)), config.hidden_size)
     torch.testing.assert_close(inputs.embeds[0, coord_pos], table[301] + pe)
     torch.testing.assert_close(inputs.embeds[1, coord_pos], table[301])
     # masked frame 1 of sample 0: its first token is mask_token + PE of its own voxel
     first = 3 + 1 * 14 * 15
     want = model.mask_token + sincos_3d(batch["voxels"][0, 1, 0, 0], config.hidden_size)
     torch.testing.assert_close(inputs.embeds[0, first], want)
+
+
+def test_each_coord_token_of_a_packed_sample_gets_its_own_box_centre(model, config):
+    """A packed Scan2Cap sample: its first `<coord>` (position 5) gets the PE of centre 0, its second (position 15)
+    that of centre 1; a sample with more `<coord>` tokens than centres is a clear error."""
+    from ross3d.model.position import discretize, sincos_3d
+
+    batch = random_batch(config, 1)
+    batch["input_ids"][0, 15] = config.coord_token_id
+    batch["box_center"] = torch.tensor([[[1.0, -2.0, 0.5], [-3.0, 2.5, 1.0]]])
+    batch["has_box"] = torch.ones(1, 2, dtype=torch.bool)
+    inputs, _, _ = model.encode(batch, torch.zeros(1, config.n_frames, dtype=torch.bool))
+    table, shift = model.llm.get_input_embeddings().weight, config.visual_len - 1
+    for k, pos in enumerate((5, 15)):
+        pe = sincos_3d(discretize(batch["box_center"][0, k], 0.1, (-15, -15, -5), (15, 15, 5)), config.hidden_size)
+        torch.testing.assert_close(inputs.embeds[0, pos + shift], table[config.coord_token_id] + pe)
+    batch["box_center"], batch["has_box"] = batch["box_center"][:, :1], batch["has_box"][:, :1]
+    with pytest.raises(InputError, match="2 <coord> tokens but 1 box centres"):
+        model.encode(batch, torch.zeros(1, config.n_frames, dtype=torch.bool))
 
 
 def test_conditions_ignore_masked_frames_states(model, config):

@@ -102,3 +102,27 @@ def test_scene_runs_take_run_length_samples_of_one_open_scene():
     tasks = ["scanqa"] * 11 + ["scan2cap"] * 5
     plan = plan_epoch(tasks, np.zeros(16), 4, 0, 0, scene_order=SceneOrder([f"s{i % 3}" for i in range(16)], 3, 2))
     assert plan.shape == (3, 4) and len(np.unique(plan)) == 12
+
+
+def test_packing_groups_rows_of_one_task_and_scene_into_chunks():
+    from ross3d.prep.qa.schema import Sample
+    from ross3d.train.packing import pack_rows
+
+    def rows(task, scene, n):
+        return [Sample(f"{task}/{scene}/{i}", "train", task, scene, [], []) for i in range(n)]
+
+    data = (rows("scanqa", "a", 5) + rows("scan2cap", "a", 3) + rows("scanqa", "b", 2) + rows("scanrefer", "a", 4)
+            + rows("vision_only", "a", 2))
+    packs = pack_rows(data, 2, seed=0)
+    ids = [r.sample_id for pack in packs for r in pack]
+    assert sorted(ids) == sorted(r.sample_id for r in data)  # every row exactly once
+    assert all(len({(r.task, r.scene_id) for r in pack}) == 1 for pack in packs)
+    sizes = {}
+    for pack in packs:
+        sizes.setdefault((pack[0].task, pack[0].scene_id), []).append(len(pack))
+    # 5 -> 2 + 2 + 1, 3 -> 2 + 1, 2 -> 2, 4 -> 2 + 2; vision-only rows (no text) stay single
+    assert sizes == {("scanqa", "a"): [2, 2, 1], ("scan2cap", "a"): [2, 1], ("scanqa", "b"): [2],
+                     ("scanrefer", "a"): [2, 2], ("vision_only", "a"): [1, 1]}
+    assert [[r.sample_id for r in p] for p in pack_rows(data, 2, seed=0)] == [[r.sample_id for r in p] for p in packs]
+    assert [[r.sample_id for r in p] for p in pack_rows(data, 2, seed=1)] != [[r.sample_id for r in p] for p in packs]
+    assert [p[0].sample_id for p in pack_rows(data, 1, seed=5)] == [r.sample_id for r in data]  # file order

@@ -256,11 +256,12 @@ def test_collated_batch_is_the_model_format(inputs, zero2):
     assert batch["view_mean"].shape == (2, 8, 16, 27, 27) and batch["bev_mean"].shape == (2, 16, 54, 54)
     assert batch["bev_valid"].shape == (2, 27, 27) and batch["grounding"].tolist() == [False, True]
     # the grounding sample's positive is exactly its object, and NaN-box objects are padding
-    ids = batch["object_positive"][1].nonzero().flatten().tolist()
+    assert batch["object_positive"].shape[:2] == (2, 1)  # one <ground> query per unpacked sample
+    ids = batch["object_positive"][1, 0].nonzero().flatten().tolist()
     from ross3d.cache.reader import CacheReader
 
     scene = CacheReader(inputs["cache"]).load_scene(samples[pick[1]].scene_id, "uniform")
-    assert [int(scene["objects/object_ids"][i]) for i in ids] == list(samples[pick[1]].object_ids)
+    assert [int(scene["objects/object_ids"][i]) for i in ids] == list(samples[pick[1]].targets[0])
     assert batch["object_valid"][1, :len(scene["objects/boxes"])].tolist() == \
         np.isfinite(scene["objects/boxes"]).all(1).tolist()
     # the QA answer is supervised, the question is not
@@ -272,6 +273,32 @@ def test_collated_batch_is_the_model_format(inputs, zero2):
     for i in range(len(samples)):
         dataset[[i]]
     assert dataset.scenes.reads == len(SCENES)
+
+
+def test_packed_grounding_sample_has_one_positive_row_per_query(inputs, zero2):
+    """`data.pack_turns: 2`: a ScanRefer sample of two rows holds two `<ground>` queries, and the collated
+    object_positive row of each is exactly that row's object in the cached scene."""
+    from transformers import AutoTokenizer
+
+    from ross3d.cache.reader import CacheReader
+    from ross3d.chat import ChatEncoder
+    from ross3d.model.config import IMAGE_TOKEN_ID
+    from ross3d.model.tokens import GROUND_TOKEN
+    from ross3d.train.data import MicroBatchDataset, load_text_samples
+
+    cfg = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"], "data.pack_turns=2"))
+    tokenizer = AutoTokenizer.from_pretrained(zero2["out"] / "tokenizer")
+    samples = load_text_samples(cfg.data, ChatEncoder(tokenizer, IMAGE_TOKEN_ID))
+    pick = next(i for i, s in enumerate(samples) if s.task == "scanrefer" and len(s.targets) == 2)
+    batch = MicroBatchDataset(samples, cfg.data, tokenizer.pad_token_id)[[pick]]
+    ground = tokenizer.convert_tokens_to_ids(GROUND_TOKEN)
+    assert (batch["input_ids"][0] == ground).sum() == 2 and (batch["input_ids"][0] == IMAGE_TOKEN_ID).sum() == 1
+    scene = CacheReader(inputs["cache"]).load_scene(samples[pick].scene_id, "uniform")
+    has_box = {int(o) for o, box in zip(scene["objects/object_ids"], scene["objects/boxes"]) if np.isfinite(box).all()}
+    for t, target in enumerate(samples[pick].targets):
+        ids = batch["object_positive"][0, t].nonzero().flatten().tolist()
+        assert [int(scene["objects/object_ids"][i]) for i in ids] == [o for o in target if o in has_box]
+    assert samples[pick].targets[0] != samples[pick].targets[1] and batch["object_positive"][0].any()
 
 
 def test_rank_micro_batches_cover_each_step_once():
@@ -381,7 +408,7 @@ def test_scene_local_loader_reads_a_scene_once_per_run(inputs, tmp_path, monkeyp
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, tmp_path, "data.num_workers=2",
                                                                       "data.scene_cache=1"))
     text = np.arange(4, dtype=np.int64)
-    samples = [TextSample(t, s, text, text, (), None) for t, s in zip(SCENE_TASKS, SCENE_IDS)]
+    samples = [TextSample(t, s, text, text, (), ()) for t, s in zip(SCENE_TASKS, SCENE_IDS)]
     world, micro = 2, 1  # 2 ranks x 2 workers x 2 micro-batches: each worker reads 2 samples of a step
     lanes = Lanes(world, micro, config.data.num_workers)
     for scene_order in (SceneOrder(SCENE_IDS, run_length=2, buffer=3, lanes=lanes), None):

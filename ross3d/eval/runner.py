@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ross3d.batches import GROUNDING_TASKS, SceneCache, TextSample, collate
+from ross3d.batches import GROUNDING_TASKS, SceneCache, TextSample, box_center, collate
 from ross3d.chat import ChatEncoder
 from ross3d.eval.scoring import BENCHMARK_SPLITS
 from ross3d.progress import NullProgress, Progress
@@ -97,10 +97,9 @@ class Evaluator:
             enc = self.encoder.encode_eval([{"from": r, "value": t} for r, t in row.conversations],
                                            self.options.spatial_instruction)
             return TextSample(row.task, row.scene_id, np.asarray(enc.input_ids, np.int64),
-                              np.asarray(enc.labels, np.int64), (), None)
+                              np.asarray(enc.labels, np.int64), (), ())
         ids = np.asarray(self.encoder.encode_prompt(row.prompt, self.options.spatial_instruction), np.int64)
-        box = None if row.box_input is None else tuple(float(v) for v in row.box_input[:3])
-        return TextSample(row.task, row.scene_id, ids, np.full_like(ids, -100), (), box)
+        return TextSample(row.task, row.scene_id, ids, np.full_like(ids, -100), (), (box_center(row),))
 
     def plan(self, benchmark: str) -> Plan:
         """The benchmark's samples, encoded, and batches of at most batch_size positions: per scene in order of

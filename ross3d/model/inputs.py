@@ -52,17 +52,30 @@ def image_positions(config: Ross3DConfig, input_ids: torch.Tensor) -> torch.Tens
     return hits.int().argmax(1)
 
 
+def coord_pe(config: Ross3DConfig, ids: torch.Tensor, centres: torch.Tensor, has_box: torch.Tensor | None,
+             dtype: torch.dtype) -> torch.Tensor:
+    """(B, L, D) additions to the text embeddings: the k-th `<coord>` token of sample b gets the 3D PE of
+    centres[b, k] (B, T, 3) where has_box[b, k] (B, T); every other position gets 0."""
+    coord = ids == config.coord_token_id
+    count = coord.sum(1)
+    if (count > centres.shape[1]).any():
+        b = int((count > centres.shape[1]).nonzero()[0])
+        raise InputError("batch['box_center']", f"sample {b} has {int(count[b])} <coord> tokens but "
+                                                f"{centres.shape[1]} box centres")
+    has = torch.ones(centres.shape[:2], dtype=torch.bool, device=ids.device) if has_box is None else has_box.bool()
+    pe = sincos_3d(discretize(centres, config.voxel_size, config.xyz_min, config.xyz_max), config.hidden_size, dtype)
+    turn = (coord.cumsum(1) - 1).clamp(min=0)  # which centre each <coord> takes
+    use = coord & has.gather(1, turn)
+    return use[..., None].to(dtype) * pe.gather(1, turn[..., None].expand(-1, -1, pe.shape[-1]))
+
+
 def splice(config: Ross3DConfig, embed_tokens: torch.nn.Module, batch: dict, visual: torch.Tensor) -> LLMInputs:
     """Embed the text, add the `<coord>` PE, and replace each sample's placeholder by its visual block."""
     ids = batch["input_ids"]
     pos = image_positions(config, ids)
     text = embed_tokens(ids.clamp(min=0))
     if "box_center" in batch and config.coord_token_id >= 0:
-        centre = discretize(batch["box_center"], config.voxel_size, config.xyz_min, config.xyz_max)
-        pe = sincos_3d(centre, text.shape[-1], text.dtype)  # (B, D)
-        has = batch.get("has_box", torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device))
-        coord = (ids == config.coord_token_id) & has[:, None]
-        text = text + coord[..., None].to(text.dtype) * pe[:, None, :]
+        text = text + coord_pe(config, ids, batch["box_center"], batch.get("has_box"), text.dtype)
     labels = batch.get("labels")
     mask = batch.get("attention_mask", torch.ones_like(ids)).long()
     n_vis = visual.shape[1]

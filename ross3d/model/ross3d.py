@@ -8,9 +8,11 @@ Batch dict (B samples, right-padded text; V = config.n_frames, P = patch_grid^2,
 - `view_mean`, `view_logvar` (B, V, C, patch_grid, patch_grid); `bev_mean`, `bev_logvar` (B, C, 2*bev_grid,
   2*bev_grid); `bev_valid` (B, bev_grid, bev_grid) bool.
 - optional `grounding` (B,) bool (default all False); for grounding samples `object_boxes` (B, N, 6) metres,
-  `object_membership` (B, N, V, patch_grid, patch_grid) bool, `object_valid` (B, N) bool, `object_positive` (B, N)
-  bool (none positive -> the zero target).
-- optional Scan2Cap `box_center` (B, 3) metres and `has_box` (B,) bool: the `<coord>` tokens get its PE.
+  `object_membership` (B, N, V, patch_grid, patch_grid) bool, `object_valid` (B, N) bool, `object_positive`
+  (B, T, N) bool: row t holds the positives of the sample's t-th `<ground>` query (none positive -> the zero
+  target); a packed sample (several turns) has several queries, and its grounding loss is their mean.
+- optional Scan2Cap `box_center` (B, T, 3) metres and `has_box` (B, T) bool: the k-th `<coord>` token of a sample
+  gets the PE of its k-th centre (T = 1 unless packed).
 """
 
 from __future__ import annotations
@@ -152,16 +154,16 @@ class Ross3D(PreTrainedModel):
         return {"loss": sum(parts.values()), **parts}
 
     # ---------------------------------------------------------------- grounding
-    def _query_states(self, inputs: LLMInputs, hidden: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Hidden state at the last `<ground>` token of each listed sample: (len(rows), D)."""
+    def _query_states(self, inputs: LLMInputs, hidden: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+        """Hidden states at the `<ground>` tokens of each listed sample, in text order: (queries, D) per row."""
         out = []
         for b in rows:
             hits = (inputs.input_ids[b] == self.config.ground_token_id).nonzero().flatten()
             if not len(hits):
                 raise InputError("batch['input_ids']", f"grounding sample {b} has no <ground> token "
                                  f"(id {self.config.ground_token_id})")
-            out.append(hidden[b, int(hits[-1])])
-        return torch.stack(out) if out else hidden.new_zeros(0, hidden.shape[-1])
+            out.append(hidden[b, hits])
+        return out
 
     def _object_scores(self, batch: dict, patch: torch.Tensor, query: torch.Tensor, b: int) -> torch.Tensor:
         """Scores (N_b + 1,) of sample b's valid objects plus the zero target."""
@@ -181,21 +183,26 @@ class Ross3D(PreTrainedModel):
             d = hidden.shape[-1]
             dummy = self.ground_head.scores(hidden[0, 0], patch.new_zeros(1, d))
             return losses + 0.0 * dummy.sum()
-        queries = self._query_states(inputs, hidden, rows)
         per_sample = []
-        for q, b in zip(queries, rows):
-            positive = batch["object_positive"][b][batch["object_valid"][b].bool()].bool()
-            per_sample.append(self.ground_head.loss(self._object_scores(batch, patch, q, b), positive))
+        for queries, b in zip(self._query_states(inputs, hidden, rows), rows):
+            positive = batch["object_positive"][b]
+            if len(queries) > positive.shape[0]:
+                raise InputError("batch['object_positive']", f"grounding sample {b} has {len(queries)} <ground> "
+                                 f"queries but targets for {positive.shape[0]}")
+            positive = positive[:, batch["object_valid"][b].bool()].bool()
+            per_sample.append(torch.stack([self.ground_head.loss(self._object_scores(batch, patch, q, b), positive[t])
+                                           for t, q in enumerate(queries)]).mean())
         return losses.index_add(0, torch.tensor(rows, device=losses.device), torch.stack(per_sample))
 
     @torch.no_grad()
     def ground_scores(self, batch: dict) -> list[torch.Tensor]:
-        """Teacher-forced grounding: per sample, fp32 scores (N_b + 1,) over its valid proposals + zero target."""
+        """Teacher-forced grounding: per sample, fp32 scores (N_b + 1,) over its valid proposals + zero target, for
+        its last `<ground>` query."""
         bsz = batch["input_ids"].shape[0]
         view_mask = torch.zeros(bsz, self.config.n_frames, dtype=torch.bool, device=batch["input_ids"].device)
         inputs, patch, hidden = self.encode(batch, view_mask)
         queries = self._query_states(inputs, hidden, list(range(bsz)))
-        return [self._object_scores(batch, patch, queries[b], b) for b in range(bsz)]
+        return [self._object_scores(batch, patch, queries[b][-1], b) for b in range(bsz)]
 
     # ---------------------------------------------------------------- generation and visualisation
     @torch.no_grad()

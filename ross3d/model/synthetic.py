@@ -33,8 +33,8 @@ def random_batch(config: Ross3DConfig, batch_size: int = 2, text_len: int = 24, 
             labels[b, end - 2] = config.ground_token_id
         ids[b, end:], labels[b, end:], mask[b, end:] = 0, -100, 0
     c = config.latent_channels
-    positive = torch.zeros(batch_size, n_objects, dtype=torch.bool)
-    positive[:, 0] = True
+    positive = torch.zeros(batch_size, 1, n_objects, dtype=torch.bool)  # one `<ground>` query per sample
+    positive[:, 0, 0] = True
     return {
         "input_ids": ids, "attention_mask": mask, "labels": labels,
         "vision": torch.randn(batch_size, v, p * p, config.vision_dim, generator=g),
@@ -49,6 +49,6 @@ def random_batch(config: Ross3DConfig, batch_size: int = 2, text_len: int = 24, 
         "object_membership": torch.rand(batch_size, n_objects, v, p, p, generator=g) > 0.9,
         "object_valid": torch.ones(batch_size, n_objects, dtype=torch.bool),
         "object_positive": positive,
-        "box_center": torch.rand(batch_size, 3, generator=g) * 6 - 3,
-        "has_box": torch.ones(batch_size, dtype=torch.bool),
+        "box_center": torch.rand(batch_size, 1, 3, generator=g) * 6 - 3,
+        "has_box": torch.ones(batch_size, 1, dtype=torch.bool),
     }

@@ -35,6 +35,9 @@ class DataConfig:
     order: Literal["random", "scene_local"] = "random"
     run_length: int = 8  # scene_local: consecutive samples of one scene in a loader worker
     scene_buffer: int = 2  # scene_local: scenes open at once per task group (their runs interleave)
+    # samples of one scene and task packed into one multi-turn conversation (ross3d/train/packing.py): the visual
+    # tokens are read once per K questions; 1 = one sample per conversation (the original)
+    pack_turns: int = 1
     num_workers: int = 2
     prefetch_factor: int = 2
     pin_memory: bool = True  # only takes effect on GPU
@@ -133,7 +136,7 @@ class TrainConfig:
                     "visualize_steps": self.visualize_steps,
                     "data.prefetch_factor": self.data.prefetch_factor, "data.scene_cache": self.data.scene_cache,
                     "data.run_length": self.data.run_length, "data.scene_buffer": self.data.scene_buffer,
-                    "model.tokenizer_vocab": self.model.tokenizer_vocab}
+                    "data.pack_turns": self.data.pack_turns, "model.tokenizer_vocab": self.model.tokenizer_vocab}
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")

@@ -13,23 +13,26 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ross3d.batches import SceneCache, TextSample, collate, encode_row
+from ross3d.batches import SceneCache, TextSample, collate, encode_rows
 from ross3d.chat import ChatEncoder
 from ross3d.errors import InputError, Ross3DError
 from ross3d.prep.qa.schema import Sample
 from ross3d.train.config import DataConfig
 from ross3d.train.labelled import training_rows
+from ross3d.train.packing import pack_rows
 from ross3d.train.sampler import rank_micro_batches
 
 
-def encode_samples(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
-    """samples.parquet rows tokenised as the run's data config says (ross3d.batches.encode_row)."""
-    return [encode_row(row, encoder, config.spatial_instruction) for row in rows]
+def encode_samples(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder,
+                   seed: int = 0) -> list[TextSample]:
+    """samples.parquet rows tokenised as the run's data config says: packed into conversations of up to
+    `config.pack_turns` turns (ross3d.train.packing, seeded by the run's `seed`), then ross3d.batches.encode_rows."""
+    return [encode_rows(pack, encoder, config.spatial_instruction) for pack in pack_rows(rows, config.pack_turns, seed)]
 
 
-def load_text_samples(config: DataConfig, encoder: ChatEncoder) -> list[TextSample]:
+def load_text_samples(config: DataConfig, encoder: ChatEncoder, seed: int = 0) -> list[TextSample]:
     """The configured split and tasks of samples.parquet (within the labelled fraction), tokenised."""
-    return encode_samples(training_rows(config)[0], config, encoder)
+    return encode_samples(training_rows(config)[0], config, encoder, seed)
 
 
 def check_cache(config: DataConfig, samples: Sequence[TextSample]) -> None:

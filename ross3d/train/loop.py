@@ -122,7 +122,7 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     rows, labelled_split = training_rows(config.data)
     if labelled_split is not None and dist.is_main:
         write_split(out, labelled_split)
-    samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id))
+    samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id), config.seed)
     check_cache(config.data, samples)
     if config.model.language_warmup is not None and not resume:  # a resumed run loads the warmed-up weights
         _warm_up_language(config, model, tokenizer, samples, dist, out)
