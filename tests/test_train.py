@@ -34,7 +34,7 @@ def inputs(tmp_path_factory):
 def _overrides(inputs, out: Path, *extra: str) -> list[str]:
     return [f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}",
             "max_steps=4", "micro_batch=2", "grad_accum=2", "save_every=2", "data.num_workers=1",
-            "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", *extra]
+            "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", "model.language_warmup=null", "data.pack_turns=2", *extra]
 
 
 def _spoil_records_after(log: Path, step: int) -> None:
@@ -199,7 +199,7 @@ def test_loss_falls_on_a_repeated_batch(inputs, tmp_path):
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
         inputs, tmp_path, "data.tasks=[scanqa]", "data.grouping=shuffle", "micro_batch=8", "grad_accum=1",
         "max_steps=6", "optim.warmup_ratio=0.0", "optim.lr=0.01", "save_every=0", "tensorboard=false",
-        "data.num_workers=0"))
+        "data.num_workers=0", "data.pack_turns=1"))
     result = train(config)
     lm = [r["lm_loss"] for r in read_log(tmp_path / "log.jsonl")]
     assert result.steps == 6 and len(lm) == 6
@@ -217,7 +217,8 @@ def test_language_warmup_has_the_lm_read_the_texts_before_step_one(inputs, tmp_p
                                                  "model.language_warmup.lr=0.01"])):
         config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
             inputs, tmp_path / name, "data.tasks=[scanqa]", "data.grouping=shuffle", "micro_batch=8",
-            "grad_accum=1", "max_steps=1", "save_every=0", "tensorboard=false", "data.num_workers=0", *warmup))
+            "grad_accum=1", "max_steps=1", "save_every=0", "tensorboard=false", "data.num_workers=0",
+            "data.pack_turns=1", *warmup))
         train(config)
         first[name] = read_log(tmp_path / name / "log.jsonl")[0]["lm_loss"]
     records = (tmp_path / "warm" / "language_warmup.jsonl").read_text().splitlines()
@@ -241,7 +242,7 @@ def test_collated_batch_is_the_model_format(inputs, zero2):
     from ross3d.model.config import IMAGE_TOKEN_ID
     from ross3d.train.data import MicroBatchDataset, load_text_samples
 
-    cfg = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"]))
+    cfg = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"], "data.pack_turns=1"))
     tokenizer = AutoTokenizer.from_pretrained(zero2["out"] / "tokenizer")
     samples = load_text_samples(cfg.data, ChatEncoder(tokenizer, IMAGE_TOKEN_ID))
     assert len(samples) == 20

@@ -39,7 +39,7 @@ def inputs(tmp_path_factory):
 def _overrides(inputs, out: Path, *extra: str) -> list[str]:
     return [f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}",
             "data.num_workers=1", "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true",
-            "tensorboard=false", *extra]
+            "tensorboard=false", "model.language_warmup=null", "data.pack_turns=1", *extra]
 
 
 def _qa(scene_id: str, split: str, k: int) -> Sample:

@@ -27,7 +27,8 @@ def inputs(tmp_path_factory):
 def _config(inputs, out: Path, *extra: str):
     return load_train_config(ROOT / "configs/tiny.yaml", [
         f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}", "max_steps=5",
-        "visualize_steps=4", "micro_batch=1", "grad_accum=1", "data.num_workers=0", "tensorboard=false", *extra])
+        "visualize_steps=4", "micro_batch=1", "grad_accum=1", "data.num_workers=0", "tensorboard=false",
+        "model.language_warmup=null", "data.pack_turns=1", *extra])
 
 
 def test_training_writes_reconstruction_pictures_every_n_steps(inputs, tmp_path):
