@@ -1,6 +1,7 @@
 """Batches from cached scenes, shared by the trainer, eval and visualize: the tokenised sample (`TextSample`, one
-samples.parquet row or several of one scene as a multi-turn conversation, docs/model.md), the per-process scene LRU over a CACHE_DIR (`SceneCache`, first read of a scene checked) and `collate`, which stacks the
-cached arrays and pads the text into the model's batch format (docs/model.md). Plain numpy/torch: nothing here knows
+samples.parquet row or several of one scene as a multi-turn conversation), the per-process scene LRU over a
+CACHE_DIR (`SceneCache`, first read of a scene checked) and `collate`, which stacks the cached arrays and pads the
+text into the model's batch format (docs/model.md). Plain numpy/torch: nothing here knows
 about DeepSpeed, loaders or evaluation.
 """
 

@@ -34,7 +34,8 @@ def inputs(tmp_path_factory):
 def _overrides(inputs, out: Path, *extra: str) -> list[str]:
     return [f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}",
             "max_steps=4", "micro_batch=2", "grad_accum=2", "save_every=2", "data.num_workers=1",
-            "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true", "model.language_warmup=null", "data.pack_turns=2", *extra]
+            "optim.lr=0.001", "optim.warmup_ratio=0.25", "data.spatial_instruction=true",
+            "model.language_warmup=null", "data.pack_turns=2", *extra]
 
 
 def _spoil_records_after(log: Path, step: int) -> None:

@@ -33,7 +33,8 @@ def _overrides(inputs, out: Path, *extra: str) -> list[str]:
     return [f"data.prep_dir={inputs['prep']}", f"data.cache_dir={inputs['cache']}", f"output_dir={out}",
             "max_steps=4", "micro_batch=2", "grad_accum=2", "save_every=2", "data.num_workers=0",
             "optim.lr=0.01", "optim.warmup_ratio=0.25", "tensorboard=false",
-            "model.mask_schedule=sample", "model.mask_ratio=0.5", "model.language_warmup=null", "data.pack_turns=1", *extra]  # text samples of any step mask views
+            "model.mask_schedule=sample", "model.mask_ratio=0.5",  # text samples of any step mask views
+            "model.language_warmup=null", "data.pack_turns=1", *extra]
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,16 @@ class GroundingHead(nn.Module):
         self.zero_target = nn.Parameter(torch.randn(dim))
 
     def scores(self, query: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
-        """query (D,), objects (N, D) -> cosine similarities (N + 1,); the last entry is the zero target."""
+        """query (D,) or (Q, D), objects (N, D) -> cosine similarities (N + 1,) or (Q, N + 1); the last entry is the
+        zero target. The objects go through their MLP once for all queries."""
         cand = torch.cat([objects.to(self.zero_target.dtype), self.zero_target[None]], dim=0)
-        q = F.normalize(self.query(query.to(self.zero_target.dtype)[None]).float(), dim=-1)
+        q = F.normalize(self.query(query.to(self.zero_target.dtype)).float(), dim=-1)
         k = F.normalize(self.obj(cand).float(), dim=-1)
-        return (k @ q[0])
+        return q @ k.T
 
     def loss(self, scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-        """Multi-positive InfoNCE over scores (N + 1,) with positives (N,) bool; none -> the zero slot."""
-        pos = torch.cat([positives, (~positives.any())[None]])
+        """Multi-positive InfoNCE over scores (..., N + 1) with positives (..., N) bool; none -> the zero slot.
+        One loss per query: (...)."""
+        pos = torch.cat([positives, ~positives.any(-1, keepdim=True)], -1)
         logits = scores.float() / self.temperature
-        return torch.logsumexp(logits, 0) - torch.logsumexp(logits[pos], 0)
+        return torch.logsumexp(logits, -1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), -1)

@@ -166,7 +166,8 @@ class Ross3D(PreTrainedModel):
         return out
 
     def _object_scores(self, batch: dict, patch: torch.Tensor, query: torch.Tensor, b: int) -> torch.Tensor:
-        """Scores (N_b + 1,) of sample b's valid objects plus the zero target."""
+        """Scores (N_b + 1,) of sample b's valid objects plus the zero target for a query (D,); (Q, N_b + 1) for
+        queries (Q, D), the object features computed once."""
         valid = batch["object_valid"][b].bool()
         centres = discretize(batch["object_boxes"][b][valid, :3], self.config.voxel_size, self.config.xyz_min,
                              self.config.xyz_max)
@@ -189,9 +190,8 @@ class Ross3D(PreTrainedModel):
             if len(queries) > positive.shape[0]:
                 raise InputError("batch['object_positive']", f"grounding sample {b} has {len(queries)} <ground> "
                                  f"queries but targets for {positive.shape[0]}")
-            positive = positive[:, batch["object_valid"][b].bool()].bool()
-            per_sample.append(torch.stack([self.ground_head.loss(self._object_scores(batch, patch, q, b), positive[t])
-                                           for t, q in enumerate(queries)]).mean())
+            positive = positive[:len(queries), batch["object_valid"][b].bool()].bool()
+            per_sample.append(self.ground_head.loss(self._object_scores(batch, patch, queries, b), positive).mean())
         return losses.index_add(0, torch.tensor(rows, device=losses.device), torch.stack(per_sample))
 
     @torch.no_grad()

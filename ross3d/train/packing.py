@@ -3,9 +3,10 @@ K question-answer turns, so one forward over the scene's visual tokens trains K 
 
 The visual tokens dominate a sample's length (840 of about 900 tokens in the demo), so a packed sample costs
 little more than one of its rows, and an epoch takes about K times fewer steps. Rows are grouped by (task, scene),
-each group in a seeded order cut into chunks of K (the last may be shorter; K = 1 keeps the rows in file order); vision-only
-rows stay single. A packed Scan2Cap sample has one `<coord>` per turn, each with its own box centre. The packing is a pure function of (rows, K, seed), so a resumed run
-packs the same samples. Evaluation stays single-turn, as the original's.
+each group in a seeded order cut into chunks of K (the last may be shorter; K = 1 keeps the rows in file order);
+vision-only rows stay single. A packed Scan2Cap sample has one `<coord>` per turn, each with its own box centre.
+The packing is a pure function of (rows, K, seed), so a resumed run packs the same samples. Evaluation stays
+single-turn, as the original's.
 """
 
 from __future__ import annotations
