@@ -12,7 +12,7 @@ from a one-layer SigLIP-shaped tower, tiny FLUX-shaped VAE), ScanQA (generation,
 Every run is `ross3d eval run --restart --no-baseline` in its own process. Prints one table.
 
     .venv/bin/python bench/eval.py [--limit 12] [--max-new-tokens 8]
-    python bench/eval.py --gpu [--limit 64] [--max-new-tokens 32]
+    python bench/eval.py --gpu [--limit 64] [--max-new-tokens 32] [--prep PREP_DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
 
 
@@ -39,28 +39,15 @@ def cpu_inputs(root: Path) -> dict[str, Path]:
     return build_eval_inputs(root / "synth", root)
 
 
-def gpu_inputs(root: Path) -> dict[str, Path]:
-    """Synthetic scenes prepared with 32 frames, cached with 1152-wide features, and a random 7b-preset model."""
-    from ross3d.cache import tiny
-    from ross3d.cache.run import CacheOptions, cache_latents
+def gpu_inputs(root: Path, prep: Path | None) -> dict[str, Path]:
+    """The contract-sized inputs (bench/contract_inputs.py; PREP reused when given) and a random 7b-preset model."""
+    from contract_inputs import contract_cache, contract_prep
     from ross3d.model.checkpoint import save_model
-    from ross3d.prep.options import PrepOptions
-    from ross3d.prep.qa.run import QaSources, prep_qa
-    from ross3d.prep.run import prep_scannet
-    from ross3d.synth.scenes import generate_synthetic_dataset
     from ross3d.train.config import TrainConfig
     from ross3d.train.model_setup import build_model
 
-    synth, prep, cache = root / "synth", root / "prep", root / "cache"
-    generate_synthetic_dataset(synth, n_scenes=2, n_frames=64, seed=0)
-    assert not prep_scannet(synth / "scans", prep, PrepOptions(frame_stride=2, num_frames=32)).failed
-    bench = synth / "benchmarks"
-    prep_qa(prep, QaSources(bench / "scanqa", bench / "sqa_task", bench / "scanrefer", bench / "multi3drefer"),
-            label_map=synth / "scannet_metadata" / "scannetv2-labels.combined.tsv")
-    siglip = tiny.save_tiny_siglip(root / "siglip", hidden_size=1152, num_layers=1)
-    report = cache_latents(prep, cache, tiny.save_tiny_vae(root / "vae"), siglip,
-                           CacheOptions(strategies=("uniform",), device="cuda", batch_size=32, workers=4))
-    assert not report.failed, report.failed
+    prep = prep or contract_prep(root)
+    cache = contract_cache(prep, root)
     config = TrainConfig()
     config.data.prep_dir, config.data.cache_dir, config.model.preset = str(prep), str(cache), "7b"
     model, tokenizer = build_model(config, root / "tokenizer")
@@ -86,6 +73,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="7b preset on cuda, batch sizes 1/8/32")
     parser.add_argument("--limit", type=int, default=None, help="samples per benchmark (default 12; GPU 64)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default 8 (GPU 32)")
+    parser.add_argument("--prep", type=Path, help="with --gpu: a folder bench/contract_inputs.py prepared (skips prep)")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -99,7 +87,7 @@ def main() -> None:
         root = Path(tmp)
         common = ["--limit", str(limit), "--max-new-tokens", str(tokens)]
         if args.gpu:
-            inputs = gpu_inputs(root)
+            inputs = gpu_inputs(root, args.prep)
             for bs in (1, 8, 32):
                 for bench in ("scanqa", "scanrefer"):
                     rate = run(inputs, root / "out", [*common, "--benchmark", bench, "--batch-size", str(bs),

@@ -218,7 +218,8 @@ def lora_main(args) -> None:
         for mode, r in rows.items():
             print(f"{mode:<6} {r['trainable']:>13,} {r['total']:>13,} {r['state_mb']:>9.1f} MB "
                   f"{r['peak_mb']:>11.0f} MB {r['peak_mb'] - r['weights_mb']:>10.0f} MB {r['time_s']:>7.2f}s")
-    print("\n7b preset, one GPU, bf16, micro-batch 1, gradient checkpointing: COMPUTED, not measured (needs a GPU)")
+    print("\n7b preset, one GPU, bf16, micro-batch 1, gradient checkpointing: COMPUTED "
+          "(bench/one_gpu_7b.py measures the LoRA rows on a GPU)")
     for row, trainable, total, parts in memory_7b():
         print(f"  {row:<64} trainable {trainable / 1e6:>7.1f} M  {total:>6.1f} GiB  ({parts})")
     if args.demo:
