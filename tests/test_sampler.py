@@ -126,3 +126,10 @@ def test_packing_groups_rows_of_one_task_and_scene_into_chunks():
     assert [[r.sample_id for r in p] for p in pack_rows(data, 2, seed=0)] == [[r.sample_id for r in p] for p in packs]
     assert [[r.sample_id for r in p] for p in pack_rows(data, 2, seed=1)] != [[r.sample_id for r in p] for p in packs]
     assert [p[0].sample_id for p in pack_rows(data, 1, seed=5)] == [r.sample_id for r in data]  # file order
+    # every epoch packs anew: other companions, the same rows, the same pack sizes; reproducible per (seed, epoch)
+    again = pack_rows(data, 2, seed=0, epoch=1)
+    assert sorted(r.sample_id for p in again for r in p) == sorted(ids)
+    assert {frozenset(r.sample_id for r in p) for p in again} != {frozenset(r.sample_id for r in p) for p in packs}
+    assert sorted(map(len, again)) == sorted(map(len, packs))
+    assert [[r.sample_id for r in p] for p in pack_rows(data, 2, seed=0, epoch=1)] == [[r.sample_id for r in p]
+                                                                                       for p in again]

@@ -236,6 +236,43 @@ def test_too_few_samples_for_the_global_batch_names_the_key(inputs, tmp_path):
         train(config)
 
 
+def test_each_epoch_trains_on_its_own_packing(inputs, zero2):
+    """pack_turns 2 over 3 epochs: three packings of the same rows (ScanQA turns per span = ScanQA rows), and each
+    epoch's plan indexes only its own packing; epoch 3 (a run past `epochs`) takes the first again. Unpacked, one
+    packing serves every epoch."""
+    from transformers import AutoTokenizer
+
+    from ross3d.chat import ChatEncoder
+    from ross3d.model.config import IMAGE_TOKEN_ID
+    from ross3d.prep.qa.schema import read_samples
+    from ross3d.train.data import encode_epochs, epoch_plan
+    from ross3d.train.labelled import training_rows
+    from ross3d.train.sampler import Lanes
+
+    cfg = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"], "epochs=3"))
+    encoder = ChatEncoder(AutoTokenizer.from_pretrained(zero2["out"] / "tokenizer"), IMAGE_TOKEN_ID)
+    rows = training_rows(cfg.data)[0]
+    packed = encode_epochs(rows, cfg.data, encoder, seed=0, epochs=3)
+    assert len(packed.spans) == 3 and packed.spans[0][0] == 0 and packed.spans[-1][1] == len(packed.samples)
+    assert all(a[1] == b[0] for a, b in zip(packed.spans, packed.spans[1:]))
+    user = encoder.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    scanqa = sum(r.task == "scanqa" for r in read_samples(inputs["prep"] / "samples.parquet", splits=["train"]))
+    conversations = []
+    for lo, hi in packed.spans:
+        part = [s for s in packed.samples[lo:hi] if s.task == "scanqa"]
+        # each turn opens a user and an assistant message, and the system prompt opens one
+        assert sum((s.input_ids == user).sum() - 1 for s in part) == 2 * scanqa
+        conversations.append(sorted(s.input_ids.tobytes() for s in part))
+    assert conversations[0] != conversations[1] != conversations[2]
+    for epoch in range(4):
+        lo, hi = packed.span(epoch)
+        plan = epoch_plan(packed, epoch, 2, 0, cfg.data, Lanes())
+        assert len(plan) and plan.min() >= lo and plan.max() < hi
+    assert packed.span(3) == packed.spans[0]
+    single = load_train_config(ROOT / "configs/tiny.yaml", _overrides(inputs, zero2["out"], "data.pack_turns=1"))
+    assert len(encode_epochs(rows, single.data, encoder, seed=0, epochs=3).spans) == 1
+
+
 def test_collated_batch_is_the_model_format(inputs, zero2):
     from transformers import AutoTokenizer
 

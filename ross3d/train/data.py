@@ -9,6 +9,7 @@ prefetch work on whole micro-batches and a scene block read once serves every sa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,14 +21,52 @@ from ross3d.prep.qa.schema import Sample
 from ross3d.train.config import DataConfig
 from ross3d.train.labelled import training_rows
 from ross3d.train.packing import pack_rows
-from ross3d.train.sampler import rank_micro_batches
+from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch, rank_micro_batches
 
 
 def encode_samples(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder,
-                   seed: int = 0) -> list[TextSample]:
+                   seed: int = 0, epoch: int = 0) -> list[TextSample]:
     """samples.parquet rows tokenised as the run's data config says: packed into conversations of up to
-    `config.pack_turns` turns (ross3d.train.packing, seeded by the run's `seed`), then ross3d.batches.encode_rows."""
-    return [encode_rows(pack, encoder, config.spatial_instruction) for pack in pack_rows(rows, config.pack_turns, seed)]
+    `config.pack_turns` turns (ross3d.train.packing, seeded by the run's `seed` and the epoch), then
+    ross3d.batches.encode_rows."""
+    return [encode_rows(pack, encoder, config.spatial_instruction)
+            for pack in pack_rows(rows, config.pack_turns, seed, epoch)]
+
+
+@dataclass(frozen=True)
+class EpochSamples:
+    """The samples of every packing, concatenated: epoch e trains on `samples[slice(*spans[e % len(spans)])]`."""
+
+    samples: list[TextSample]
+    spans: list[tuple[int, int]]
+
+    def span(self, epoch: int) -> tuple[int, int]:
+        return self.spans[epoch % len(self.spans)]
+
+
+def encode_epochs(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder, seed: int,
+                  epochs: int) -> EpochSamples:
+    """One packing per epoch for `config.pack_turns` > 1 (a run past `epochs`, by `max_steps`, cycles through them);
+    one packing for every epoch without packing."""
+    samples: list[TextSample] = []
+    spans = []
+    for epoch in range(max(1, epochs) if config.pack_turns > 1 else 1):
+        packed = encode_samples(rows, config, encoder, seed, epoch)
+        spans.append((len(samples), len(samples) + len(packed)))
+        samples += packed
+    return EpochSamples(samples, spans)
+
+
+def epoch_plan(packed: EpochSamples, epoch: int, global_batch: int, seed: int, config: DataConfig,
+               lanes: Lanes) -> np.ndarray:
+    """(n_steps, global_batch) indices into `packed.samples` of one epoch: ross3d.train.sampler.plan_epoch over that
+    epoch's packing."""
+    lo, hi = packed.span(epoch)
+    part = packed.samples[lo:hi]
+    scene_order = None if config.order != "scene_local" else SceneOrder(
+        [s.scene_id for s in part], config.run_length, config.scene_buffer, lanes)
+    return lo + plan_epoch([s.task for s in part], [len(s.input_ids) for s in part], global_batch, seed, epoch,
+                           config.grouping, scene_order)
 
 
 def load_text_samples(config: DataConfig, encoder: ChatEncoder, seed: int = 0) -> list[TextSample]:

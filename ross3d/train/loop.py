@@ -98,14 +98,14 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     from ross3d.chat import ChatEncoder
     from ross3d.model.model_card import write_model_card
     from ross3d.train.checkpoint import Checkpointer, export_model
-    from ross3d.train.data import (MicroBatchDataset, check_cache, encode_samples, micro_batch_order, micro_batches,
-                                   remaining_steps)
+    from ross3d.train.data import (MicroBatchDataset, check_cache, encode_epochs, epoch_plan, micro_batch_order,
+                                   micro_batches, remaining_steps)
     from ross3d.train.engine import build_engine, deepspeed_config
     from ross3d.train.labelled import training_rows, write_split
     from ross3d.train.metrics import LOSS_KEYS, MetricsLogger
     from ross3d.train.model_setup import build_model
     from ross3d.train.optimizer import optimizer_class
-    from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch
+    from ross3d.train.sampler import Lanes
 
     # ---- setup: run dir, model, data
     out = Path(config.output_dir)
@@ -122,19 +122,19 @@ def _run(config: TrainConfig, dist, resume: bool, on_record) -> TrainResult:
     rows, labelled_split = training_rows(config.data)
     if labelled_split is not None and dist.is_main:
         write_split(out, labelled_split)
-    samples = encode_samples(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id), config.seed)
+    packed = encode_epochs(rows, config.data, ChatEncoder(tokenizer, model.config.image_token_id), config.seed,
+                           config.epochs)
+    samples = packed.samples
     check_cache(config.data, samples)
     if config.model.language_warmup is not None and not resume:  # a resumed run loads the warmed-up weights
-        _warm_up_language(config, model, tokenizer, samples, dist, out)
+        _warm_up_language(config, model, tokenizer, samples[slice(*packed.span(0))], dist, out)
     adapter = _prepare_parts(config, model, dist)
-    tasks, lengths = [s.task for s in samples], [len(s.input_ids) for s in samples]
+    tasks = [s.task for s in samples]
     global_batch = config.micro_batch * config.grad_accum * dist.world_size
-    scene_order = None if config.data.order != "scene_local" else SceneOrder(
-        [s.scene_id for s in samples], config.data.run_length, config.data.scene_buffer,
-        Lanes(dist.world_size, config.micro_batch, config.data.num_workers))
+    lanes = Lanes(dist.world_size, config.micro_batch, config.data.num_workers)
 
     def plan(epoch: int) -> np.ndarray:
-        return plan_epoch(tasks, lengths, global_batch, config.seed, epoch, config.data.grouping, scene_order)
+        return epoch_plan(packed, epoch, global_batch, config.seed, config.data, lanes)
 
     steps_per_epoch = len(plan(0))
     if steps_per_epoch == 0:

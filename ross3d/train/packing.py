@@ -5,8 +5,12 @@ The visual tokens dominate a sample's length (840 of about 900 tokens in the dem
 little more than one of its rows, and an epoch takes about K times fewer steps. Rows are grouped by (task, scene),
 each group in a seeded order cut into chunks of K (the last may be shorter; K = 1 keeps the rows in file order);
 vision-only rows stay single. A packed Scan2Cap sample has one `<coord>` per turn, each with its own box centre.
-The packing is a pure function of (rows, K, seed), so a resumed run packs the same samples. Evaluation stays
-single-turn, as the original's.
+
+Every epoch packs anew (its order seeded by (seed, epoch)): with the same packs in every epoch, the model learns each
+whole conversation instead of the task. On the demo's ScanRefer prompts alone, fixed packs drove the grounding loss
+to 0.68 in 150 steps while the argmax object was right for 20% of the training prompts asked alone and 9% of val;
+packed anew every epoch, 300 steps reached 45% and 41% (docs/demo.md, Packing anew every epoch). The packing is a pure function of (rows, K,
+seed, epoch), so a resumed run packs the same samples. Evaluation stays single-turn, as the original's.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from ross3d.prep.qa.schema import VISION_ONLY, Sample
 UNPACKED_TASKS = (VISION_ONLY,)  # no text to pack
 
 
-def pack_rows(rows: Sequence[Sample], turns: int, seed: int) -> list[list[Sample]]:
-    """The rows as packs of up to `turns` rows of one (task, scene), groups in order of first appearance."""
+def pack_rows(rows: Sequence[Sample], turns: int, seed: int, epoch: int = 0) -> list[list[Sample]]:
+    """The rows as packs of up to `turns` rows of one (task, scene), groups in order of first appearance, each group
+    in the order seeded by (seed, epoch)."""
     if turns < 1:
         raise ValueError(f"turns must be >= 1, got {turns}")
     if turns == 1:
@@ -30,7 +35,7 @@ def pack_rows(rows: Sequence[Sample], turns: int, seed: int) -> list[list[Sample
     groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for row in rows:
         groups[(row.task, row.scene_id)].append(row)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, epoch])
     packs = []
     for (task, _), members in groups.items():
         size = 1 if task in UNPACKED_TASKS else turns
