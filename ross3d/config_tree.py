@@ -50,6 +50,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, key_tp, f"{key} key {k!r}"): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {_type_name(tp)} fields, got {value!r}")

@@ -35,13 +35,15 @@ def test_shapes_through_forward(model, config):
     frames = model.frame_states(hidden, inputs.visual_start)
     assert frames.shape == (2, config.n_frames, 196, config.hidden_size)
     cond = model.conditions(frames, view_mask)
-    assert cond["view"].shape == (2, 196, config.denoiser_dim)
+    assert cond["view"].shape == (2, config.n_frames, 196, config.denoiser_dim)
+    torch.testing.assert_close(cond["view"][:, 0], cond["view"][:, 5])  # "pooled": one condition for every view
     assert cond["bev"].shape == (2, 729, config.denoiser_dim)
 
 
-def test_losses_finite_and_gradients_reach_exactly_trainable(config):
+@pytest.mark.parametrize("view_condition", ["pooled", "pooled+own"])
+def test_losses_finite_and_gradients_reach_exactly_trainable(config, view_condition):
     torch.manual_seed(1)
-    model = Ross3D(config).train()
+    model = Ross3D(config.replace(view_condition=view_condition)).train()
     for p in model.denoiser.parameters():  # leave adaLN-zero so every gradient is nonzero
         p.data.add_(torch.randn_like(p) * 0.02)
     frozen = model.llm.model.layers[0].mlp.down_proj.weight
@@ -159,7 +161,7 @@ def test_reconstruction_conditions_sampling_and_decoding(model, config):
     plain = model.reconstruction_conditions(batch, torch.zeros_like(mask))
     assert not torch.allclose(cond["view"], plain["view"])  # masked frames neither condition nor look the same
     gen = torch.Generator().manual_seed(0)
-    latents = model.sample(cond["view"].expand(2, -1, -1), "view", steps=3, sampler="ddpm", generator=gen)
+    latents = model.sample(cond["view"][0, :2], "view", steps=3, sampler="ddpm", generator=gen)
     assert latents.shape == (2, 64, 14, 14) and torch.isfinite(latents).all()
     bev = model.sample(cond["bev"], "bev", steps=2, sampler="ddim")
     assert bev.shape == (1, 64, 27, 27)
@@ -219,6 +221,63 @@ def test_conditions_ignore_masked_frames_states(model, config):
     torch.testing.assert_close(a["view"], b["view"])
     c = model.conditions(frames, torch.zeros_like(mask))
     assert not torch.allclose(a["bev"], c["bev"])
+
+
+def test_own_view_condition_adds_each_views_own_states(config):
+    """`pooled+own`: view k's condition = the pooled condition + Linear(LayerNorm(frame k's states)), token by token;
+    the projection starts at zero, so a fresh model conditions as the original."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = Ross3D(config.replace(view_condition="pooled+own"))
+    frames = torch.randn(1, config.n_frames, 196, config.hidden_size)
+    mask = torch.zeros(1, config.n_frames, dtype=torch.bool)
+    mask[0, 2] = True
+    fresh = model.conditions(frames, mask)["view"]
+    torch.testing.assert_close(fresh[0, 2], fresh[0, 0])
+    own = model.denoiser.z_own_view
+    torch.nn.init.normal_(own.weight)
+    torch.nn.init.normal_(own.bias)
+    view = model.conditions(frames, mask)["view"]
+    for k in (0, 2):
+        expected = fresh[0, k] + F.layer_norm(frames[0, k], (config.hidden_size,), eps=1e-5) @ own.weight.T + own.bias
+        torch.testing.assert_close(view[0, k], expected, rtol=1e-4, atol=1e-4)
+    frames[0, 2] += torch.randn(196, config.hidden_size)  # the masked frame: only its own condition changes
+    moved = model.conditions(frames, mask)["view"]
+    torch.testing.assert_close(moved[0, 0], view[0, 0])
+    assert (moved[0, 2] - view[0, 2]).abs().mean() > 0.1
+
+
+def test_own_condition_lays_masked_frames_last(config):
+    """`pooled+own` lays the visible frames first, then the masked ones (the LLM is causal); `frame_states` returns
+    the states in frame order again. The expected slots are listed by hand."""
+    from ross3d.model.inputs import visual_tokens
+
+    torch.manual_seed(0)
+    model = Ross3D(config.replace(view_condition="pooled+own"))
+    batch = random_batch(config, 1)
+    mask = torch.zeros(1, config.n_frames, dtype=torch.bool)
+    mask[0, [1, 4]] = True
+    inputs, patch = model.llm_inputs(batch, mask)
+    in_frame_order = visual_tokens(config, patch, batch["voxels"], mask, model.mask_token, model.image_newline)
+    start, per_frame = int(inputs.visual_start[0]), 14 * 15
+    block = inputs.embeds[0, start:start + config.visual_len].reshape(config.n_frames, per_frame, -1)
+    frames = in_frame_order[0].reshape(config.n_frames, per_frame, -1)
+    torch.testing.assert_close(block, frames[[0, 2, 3, 5, 6, 7, 1, 4]])
+    states = model.frame_states(inputs.embeds, inputs.visual_start, mask)
+    plain = model.frame_states(torch.cat([inputs.embeds[:, :start], in_frame_order], 1), inputs.visual_start)
+    torch.testing.assert_close(states, plain)
+    unmasked, _ = model.llm_inputs(batch, torch.zeros_like(mask))  # nothing masked: frame order
+    torch.testing.assert_close(unmasked.embeds[0, start:start + config.visual_len],
+                               visual_tokens(config, patch, batch["voxels"], torch.zeros_like(mask),
+                                             model.mask_token, model.image_newline)[0])
+
+
+def test_view_condition_is_checked(config):
+    from ross3d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="view_condition: 'own' is not one of"):
+        config.replace(view_condition="own")
 
 
 def test_denoiser_starts_from_dit_initialisation(model, config):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,42 @@ def test_scene_runs_take_run_length_samples_of_one_open_scene():
     tasks = ["scanqa"] * 11 + ["scan2cap"] * 5
     plan = plan_epoch(tasks, np.zeros(16), 4, 0, 0, scene_order=SceneOrder([f"s{i % 3}" for i in range(16)], 3, 2))
     assert plan.shape == (3, 4) and len(np.unique(plan)) == 12
+
+
+def test_task_repeat_packs_each_copy_on_its_own():
+    """`data.task_repeat`: a repeated task's rows appear that many times per epoch, never twice in one pack; other
+    tasks once. Hand-counted: scanrefer/a has 5 rows -> 3 copies of 2 + 2 + 1 packs."""
+    from collections import Counter
+
+    from ross3d.prep.qa.schema import Sample
+    from ross3d.train.packing import pack_rows
+
+    data = ([Sample(f"scanqa/{i}", "train", "scanqa", "a", [], []) for i in range(4)]
+            + [Sample(f"scanrefer/{i}", "train", "scanrefer", "a", [], []) for i in range(5)])
+    packs = pack_rows(data, 2, seed=0, repeat={"scanrefer": 3})
+    counts = Counter(r.sample_id for p in packs for r in p)
+    assert counts == {**{f"scanqa/{i}": 1 for i in range(4)}, **{f"scanrefer/{i}": 3 for i in range(5)}}
+    assert all(len({r.sample_id for r in p}) == len(p) for p in packs)
+    assert sorted(len(p) for p in packs if p[0].task == "scanrefer") == [1, 1, 1, 2, 2, 2, 2, 2, 2]
+    copies = [frozenset(r.sample_id for r in p) for p in packs if p[0].task == "scanrefer"]
+    assert len(set(copies[:3]) | set(copies[3:6]) | set(copies[6:])) > 3  # each copy in its own order
+    unpacked = [p[0].sample_id for p in pack_rows(data, 1, seed=0, repeat={"scanrefer": 2})]
+    assert unpacked == [r.sample_id for r in data] + [f"scanrefer/{i}" for i in range(5)]
+
+
+def test_task_repeat_config_is_checked():
+    from ross3d.errors import ConfigError
+    from ross3d.train.config import load_train_config
+
+    config = load_train_config(None, ["data.task_repeat={scanrefer: 3, multi3drefer: 2}"])
+    assert config.data.task_repeat == {"scanrefer": 3, "multi3drefer": 2}
+    assert load_train_config(None, ["data.task_repeat.scanrefer=4"]).data.task_repeat == {"scanrefer": 4}
+    for bad, message in (("{scanrefr: 2}", "data.task_repeat: {'scanrefr': 2}"),
+                         ("{scanrefer: 0}", "data.task_repeat: {'scanrefer': 0}"),
+                         ("{scanrefer: two}", "data.task_repeat.scanrefer: expected an integer"),
+                         ("[scanrefer]", "data.task_repeat: expected a mapping")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_train_config(None, [f"data.task_repeat={bad}"])
 
 
 def test_packing_groups_rows_of_one_task_and_scene_into_chunks():

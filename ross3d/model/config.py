@@ -21,6 +21,7 @@ from ross3d.errors import ConfigError
 from ross3d.model.diffusion import check_prediction_type
 
 MASK_SCHEDULES = ("step", "sample")
+VIEW_CONDITIONS = ("pooled", "pooled+own")
 IMAGE_TOKEN_ID = -200  # the placeholder id spliced out by the model, as the original's IMAGE_TOKEN_INDEX
 
 
@@ -64,6 +65,10 @@ class Ross3DConfig(PreTrainedConfig):
     diffusion_steps: int = 1000
     view_repeat: int = 0  # (t, noise) draws per masked view; 0 = n_frames // n_masked as the original (4)
     prediction_type: str = "epsilon"  # the denoiser predicts eps (the original) or v ("v_prediction")
+    # what conditions a masked view's reconstruction: "pooled", the original's one pooled condition of the visible
+    # frames for every masked view of a sample; "pooled+own", plus that view's own hidden states token by token
+    # (docs/model.md, decision 3)
+    view_condition: str = "pooled"
     latent_shift: float = 0.1159
     latent_scale: float = 0.3611
     lm_labelled_only: bool = True  # False: lm_head over every position, as the original (benchmark baseline)
@@ -132,6 +137,8 @@ class Ross3DConfig(PreTrainedConfig):
         if self.mask_ratio > 0 and self.n_masked < 1:
             raise ConfigError(f"model.mask_ratio: {self.mask_ratio} masks no frame of {self.n_frames}")
         check_prediction_type(self.prediction_type)
+        if self.view_condition not in VIEW_CONDITIONS:
+            raise ConfigError(f"model.view_condition: {self.view_condition!r} is not one of {VIEW_CONDITIONS}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ConfigError("model.num_heads: must divide hidden_size and be a multiple of num_kv_heads")
         if self.denoiser_dim % self.denoiser_heads:

@@ -1,5 +1,7 @@
 """The DiT denoiser of Ross3D (docs/original-model.md 5): per-token adaLN blocks conditioned on attention-pooled
-LLM hidden states, with separate view and BEV input embedders, position tables and poolers.
+LLM hidden states, with separate view and BEV input embedders, position tables and poolers. With `own_view`, a zero-initialised
+projection `z_own_view` adds each masked view's own hidden states to its condition, token by token (not in the
+original: docs/model.md, decision 3).
 
 Parameter names follow the original's `mm_inv_projector.net.*` so checkpoints map one to one:
 `x_embedder_{view,bev}.proj` (1x1 convs), `pos_embed_{view,bev}`, `t_embedder.mlp`, `z_embedder_{view,bev}`
@@ -148,7 +150,7 @@ class Denoiser(nn.Module):
     """Epsilon-predicting DiT over (N, C, g, g) latents; `kind` selects the view or BEV embedders and tables."""
 
     def __init__(self, channels: int, cond_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float,
-                 view_grid: int, bev_grid: int):
+                 view_grid: int, bev_grid: int, own_view: bool = False):
         super().__init__()
         self.channels = channels
         self.grids = {"view": view_grid, "bev": bev_grid}
@@ -160,13 +162,14 @@ class Denoiser(nn.Module):
         self.t_embedder = TimestepEmbedder(dim)
         self.z_embedder_view = AttentionPooler(cond_dim, dim, view_grid * view_grid, heads)
         self.z_embedder_bev = AttentionPooler(cond_dim, dim, bev_grid * bev_grid, heads)
+        self.z_own_view = nn.Linear(cond_dim, dim) if own_view else None
         self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio) for _ in range(depth))
         self.final_layer = FinalLayer(dim, channels)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
         """DiT initialisation: xavier linears with zero bias, sin-cos tables, N(0, .02) for t-MLP and queries,
-        zero adaLN modulation and zero final projection (adaLN-zero)."""
+        zero adaLN modulation and zero final projection (adaLN-zero), zero own-view projection."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -187,11 +190,19 @@ class Denoiser(nn.Module):
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
+        if self.z_own_view is not None:
+            nn.init.zeros_(self.z_own_view.weight)
+            nn.init.zeros_(self.z_own_view.bias)
 
     def condition(self, states: torch.Tensor, key_mask: torch.Tensor, kind: str) -> torch.Tensor:
         """LLM hidden states (B, S, cond_dim) of the conditioning frames -> pooled condition (B, Q, dim), fp32."""
         pooler = getattr(self, f"z_embedder_{kind}")
         return pooler(self.ln_pre(states.float()).to(pooler.cls_token.dtype), key_mask)
+
+    def own_condition(self, frames: torch.Tensor) -> torch.Tensor:
+        """Every frame's own hidden states (B, V, T, cond_dim), T = view_grid^2 in the view latent's token order ->
+        per-token additions to that view's condition (B, V, T, dim), fp32."""
+        return self.z_own_view(self.ln_pre(frames.float()).to(self.z_own_view.weight.dtype)).float()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, kind: str) -> torch.Tensor:
         """Predict eps for x (N, C, g, g) at timesteps t (N,) given per-row pooled conditions cond (N, Q, dim).

@@ -27,17 +27,31 @@ class LLMInputs:
     input_ids: torch.Tensor  # (B, L') long, image_token_id at visual positions
 
 
+def frame_order(config: Ross3DConfig, view_mask: torch.Tensor) -> torch.Tensor:
+    """(B, V) long: which frame takes each frame slot of the visual block. In frame order, except with
+    `view_condition: pooled+own`, where the visible frames come first and the masked ones last (each in frame order),
+    so that a masked view's token states, which condition its reconstruction, can attend to every visible view
+    (the LLM is causal)."""
+    b, v = view_mask.shape
+    if config.view_condition != "pooled+own":
+        return torch.arange(v, device=view_mask.device).expand(b, v)
+    return torch.sort(view_mask.long(), dim=1, stable=True).indices
+
+
 def visual_tokens(config: Ross3DConfig, patch_features: torch.Tensor, voxels: torch.Tensor,
                   view_mask: torch.Tensor, mask_token: torch.Tensor, newline: torch.Tensor) -> torch.Tensor:
     """patch_features (B, V, P, D), voxels (B, V, g, g, 3), view_mask (B, V) -> (B, visual_len, D).
 
-    Pool 27->14, replace masked frames by `mask_token`, add the 3D PE (also to masked frames), add row newlines.
+    Pool 27->14, replace masked frames by `mask_token`, add the 3D PE (also to masked frames), lay the frames out
+    in `frame_order`, add row newlines.
     """
     b, v, _, d = patch_features.shape
     g = config.pool_grid
     pooled = pool_tokens(patch_features.flatten(0, 1), config.patch_grid, g).reshape(b, v, g * g, d)
     pooled = torch.where(view_mask[:, :, None, None], mask_token.to(pooled.dtype), pooled)
     pooled = pooled + sincos_3d(voxels.reshape(b, v, g * g, 3), d, pooled.dtype)
+    order = frame_order(config, view_mask)
+    pooled = pooled.gather(1, order[:, :, None, None].expand_as(pooled))
     return torch.stack([add_row_newlines(pooled[i], newline, g) for i in range(b)])
 
 

@@ -26,7 +26,7 @@ def _run(denoiser: Denoiser, diffusion: GaussianDiffusion, x0: torch.Tensor, con
 def view_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffusion, cond: torch.Tensor,
               view_mask: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample cross-view denoising MSE (B,): cond (B, Q, d) pooled, view_mask (B, V), posteriors
+    """Per-sample cross-view denoising MSE (B,): cond (B, V, Q, d) per frame, view_mask (B, V), posteriors
     (B, V, C, H, W)."""
     batch = view_mask.shape[0]
     rows = view_mask.nonzero()  # (R, 2): sample, view
@@ -37,10 +37,12 @@ def view_loss(config: Ross3DConfig, denoiser: Denoiser, diffusion: GaussianDiffu
                             config.latent_shift, config.latent_scale, generator).to(dev)
         owner = rows[:, 0].repeat_interleave(repeat)
         x0 = x0.repeat_interleave(repeat, dim=0)
+        rows_cond = cond[rows[:, 0], rows[:, 1]].repeat_interleave(repeat, dim=0)
     else:  # lockstep: one zero-weighted dummy row
         x0 = torch.zeros(1, config.denoiser_channels, g, g, device=dev)
         owner = torch.zeros(1, dtype=torch.long, device=dev)
-    mse = _run(denoiser, diffusion, x0, cond[owner], "view", generator).flatten(1).mean(1)
+        rows_cond = cond[:1, 0]
+    mse = _run(denoiser, diffusion, x0, rows_cond, "view", generator).flatten(1).mean(1)
     weight = torch.ones_like(mse) if len(rows) else torch.zeros_like(mse)
     sums = torch.zeros(batch, device=dev).index_add(0, owner, mse * weight)
     counts = torch.zeros(batch, device=dev).index_add(0, owner, weight)

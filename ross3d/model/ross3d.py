@@ -29,7 +29,7 @@ from ross3d.model.config import Ross3DConfig
 from ross3d.model.denoiser import AttentionPooler, Denoiser
 from ross3d.model.diffusion import GaussianDiffusion
 from ross3d.model.grounding import GroundingHead, object_features
-from ross3d.model.inputs import LLMInputs, splice, visual_tokens
+from ross3d.model.inputs import LLMInputs, frame_order, splice, visual_tokens
 from ross3d.model.lm_loss import lm_losses
 from ross3d.model.masking import draw_view_mask, masking_samples
 from ross3d.model.position import discretize
@@ -72,7 +72,8 @@ class Ross3D(PreTrainedModel):
         self.image_newline = nn.Parameter(torch.randn(d) / math.sqrt(d))
         self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (docs/original-model.md 11, item 1)
         self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
-                                 config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid)
+                                 config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid,
+                                 own_view=config.view_condition == "pooled+own")
         self.ground_head = GroundingHead(d, config.ground_temperature)
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.prediction_type)
         for param in self._own_parameters():  # built with their initial values above: post_init keeps them
@@ -94,6 +95,9 @@ class Ross3D(PreTrainedModel):
                 init.copy_(param, torch.randn(d) / math.sqrt(d))
         elif isinstance(module, Denoiser):
             module.initialize_weights()
+        elif module is self.denoiser.z_own_view:  # zero, as the denoiser builds it (a checkpoint without it)
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, GroundingHead):
             init.normal_(module.zero_target)
         elif isinstance(module, AttentionPooler):
@@ -114,18 +118,30 @@ class Ross3D(PreTrainedModel):
         out = self.llm.model(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, use_cache=False)
         return inputs, patch, out.last_hidden_state
 
-    def frame_states(self, hidden: torch.Tensor, visual_start: torch.Tensor) -> torch.Tensor:
-        """Hidden states of the visual tokens without newlines: (B, V, g*g, D)."""
+    def frame_states(self, hidden: torch.Tensor, visual_start: torch.Tensor,
+                     view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states of the visual tokens without newlines, in frame order: (B, V, g*g, D). `view_mask` (B, V)
+        is the mask the input was built with (its `frame_order`); None: nothing masked."""
         n, cfg = self.config.visual_len, self.config
-        return torch.stack([strip_row_newlines(hidden[b, int(s):int(s) + n], cfg.n_frames, cfg.pool_grid)
-                            for b, s in enumerate(visual_start)])
+        slots = torch.stack([strip_row_newlines(hidden[b, int(s):int(s) + n], cfg.n_frames, cfg.pool_grid)
+                             for b, s in enumerate(visual_start)])
+        if view_mask is None:
+            return slots
+        slot_of_frame = frame_order(cfg, view_mask).argsort(1)
+        return slots.gather(1, slot_of_frame[:, :, None, None].expand_as(slots))
 
     def conditions(self, frames: torch.Tensor, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Pooled denoiser conditions from the unmasked frames: {"view": (B, Q_v, d), "bev": (B, Q_b, d)}."""
+        """Denoiser conditions: {"view": (B, V, Q_v, d), one per frame were it masked, "bev": (B, Q_b, d)}. Both
+        pool the unmasked frames; with `view_condition: pooled+own` a view's condition also adds its own hidden
+        states (the mask token plus its 3D position encoding at the input), token by token."""
         b, v, t, d = frames.shape
         keys = (~view_mask)[:, :, None].expand(b, v, t).reshape(b, v * t)
         states = frames.reshape(b, v * t, d)
-        return {kind: self.denoiser.condition(states, keys, kind) for kind in ("view", "bev")}
+        pooled = {kind: self.denoiser.condition(states, keys, kind) for kind in ("view", "bev")}
+        view = pooled["view"][:, None].expand(b, v, -1, -1)
+        if self.config.view_condition == "pooled+own":
+            view = view + self.denoiser.own_condition(frames)
+        return {"view": view, "bev": pooled["bev"]}
 
     # ---------------------------------------------------------------- training
     def forward(self, batch: dict, global_step: int = 0, generator: torch.Generator | None = None) -> dict:
@@ -143,7 +159,7 @@ class Ross3D(PreTrainedModel):
         inputs, patch, hidden = self.encode(batch, view_mask)
         text = (~ground).float()
         lm = lm_losses(hidden, inputs.labels, self.llm.get_output_embeddings(), self.config.lm_labelled_only) * text
-        cond = self.conditions(self.frame_states(hidden, inputs.visual_start), view_mask)
+        cond = self.conditions(self.frame_states(hidden, inputs.visual_start, view_mask), view_mask)
         vm = view_loss(self.config, self.denoiser, self.diffusion, cond["view"], view_mask,
                        batch["view_mean"], batch["view_logvar"], generator)
         bev = bev_loss(self.config, self.denoiser, self.diffusion, cond["bev"], batch["bev_mean"],
@@ -226,7 +242,7 @@ class Ross3D(PreTrainedModel):
     def reconstruction_conditions(self, batch: dict, view_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the LMM with the given (B, V) bool view mask; return the pooled denoiser conditions."""
         inputs, _, hidden = self.encode(batch, view_mask.bool())
-        return self.conditions(self.frame_states(hidden, inputs.visual_start), view_mask.bool())
+        return self.conditions(self.frame_states(hidden, inputs.visual_start, view_mask.bool()), view_mask.bool())
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, kind: str = "view", steps: int = 50, sampler: str = "ddim",

@@ -38,6 +38,9 @@ class DataConfig:
     # samples of one scene and task packed into one multi-turn conversation (ross3d/train/packing.py): the visual
     # tokens are read once per K questions; 1 = one sample per conversation (the original)
     pack_turns: int = 1
+    # times every epoch lists a task's training rows, each copy packed on its own (ross3d/train/packing.py); a task
+    # not named: once. The demo repeats the grounding tasks (docs/demo.md, Grounding steps)
+    task_repeat: dict[str, int] = field(default_factory=dict)
     num_workers: int = 2
     prefetch_factor: int = 2
     pin_memory: bool = True  # only takes effect on GPU
@@ -161,6 +164,9 @@ class TrainConfig:
         bad = [t for t in self.data.tasks if t not in TASKS]
         if bad or not self.data.tasks:
             raise ConfigError(f"data.tasks: {bad or 'empty'} not among {list(TASKS)}")
+        bad = {t: n for t, n in self.data.task_repeat.items() if t not in TASKS or n < 1}
+        if bad:
+            raise ConfigError(f"data.task_repeat: {bad} (tasks among {list(TASKS)}, each at least 1)")
         if not 0 <= self.data.labelled_fraction <= 1:
             raise ConfigError(f"data.labelled_fraction: must lie in [0, 1], got {self.data.labelled_fraction}")
         if self.data.unlabelled_as_vision_only and VISION_ONLY not in self.data.tasks:

@@ -27,10 +27,11 @@ from ross3d.train.sampler import Lanes, SceneOrder, plan_epoch, rank_micro_batch
 def encode_samples(rows: Sequence[Sample], config: DataConfig, encoder: ChatEncoder,
                    seed: int = 0, epoch: int = 0) -> list[TextSample]:
     """samples.parquet rows tokenised as the run's data config says: packed into conversations of up to
-    `config.pack_turns` turns (ross3d.train.packing, seeded by the run's `seed` and the epoch), then
+    `config.pack_turns` turns, the tasks of `config.task_repeat` listed that many times (ross3d.train.packing,
+    seeded by the run's `seed` and the epoch), then
     ross3d.batches.encode_rows."""
     return [encode_rows(pack, encoder, config.spatial_instruction)
-            for pack in pack_rows(rows, config.pack_turns, seed, epoch)]
+            for pack in pack_rows(rows, config.pack_turns, seed, epoch, config.task_repeat)]
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def reconstruct(model, batch: dict, view_mask: torch.Tensor, steps: int = 50, sa
         views = view_mask[0].nonzero().flatten().tolist()
         out = []
         if views:
-            rows = cond["view"].expand(len(views), -1, -1)
+            rows = cond["view"][0, views]
             sample, baseline = sample_with_baseline(model, rows, "view", steps, sampler, seed, clip)
             targets = mean_targets(config, batch["view_mean"][0, views], config.pool_grid)
             out += [Reconstruction("view", v, targets[i], sample[i], baseline[i]) for i, v in enumerate(views)]
