@@ -121,9 +121,11 @@ def test_folder_in_the_format_before_loads(model, config, tmp_path):
     assert report.fresh == [] and report.unexpected == []
     auto = AutoModel.from_pretrained(folder)
     for m in (loaded, auto):
-        # fields added since take their defaults: the original's epsilon prediction, Qwen2's init std
+        # fields added since take their defaults: the original's epsilon prediction and pooled view condition,
+        # Qwen2's init std
         assert m.config.fields() == {**fields, "xyz_min": (-15.0, -15.0, -5.0), "xyz_max": (15.0, 15.0, 5.0),
-                                     "prediction_type": "epsilon", "initializer_range": 0.02}
+                                     "prediction_type": "epsilon", "initializer_range": 0.02,
+                                     "view_condition": "pooled"}
         assert all(torch.equal(m.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
