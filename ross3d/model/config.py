@@ -126,6 +126,11 @@ class Ross3DConfig(PreTrainedConfig):
         return self.latent_channels * 4
 
     @property
+    def own_view_condition(self) -> bool:
+        """`view_condition: pooled+own`: masked views also conditioned on their own states, laid out last."""
+        return self.view_condition == "pooled+own"
+
+    @property
     def bev_grid(self) -> int:
         return self.bev_latent_grid // 2
 

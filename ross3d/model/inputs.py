@@ -33,7 +33,7 @@ def frame_order(config: Ross3DConfig, view_mask: torch.Tensor) -> torch.Tensor:
     so that a masked view's token states, which condition its reconstruction, can attend to every visible view
     (the LLM is causal)."""
     b, v = view_mask.shape
-    if config.view_condition != "pooled+own":
+    if not config.own_view_condition:
         return torch.arange(v, device=view_mask.device).expand(b, v)
     return torch.sort(view_mask.long(), dim=1, stable=True).indices
 

@@ -73,7 +73,7 @@ class Ross3D(PreTrainedModel):
         self.mask_token = nn.Parameter(torch.randn(d) / math.sqrt(d))  # explicit init (docs/original-model.md 11, item 1)
         self.denoiser = Denoiser(config.denoiser_channels, d, config.denoiser_dim, config.denoiser_depth,
                                  config.denoiser_heads, config.denoiser_mlp_ratio, config.pool_grid, config.bev_grid,
-                                 own_view=config.view_condition == "pooled+own")
+                                 own_view=config.own_view_condition)
         self.ground_head = GroundingHead(d, config.ground_temperature)
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.prediction_type)
         for param in self._own_parameters():  # built with their initial values above: post_init keeps them
@@ -139,7 +139,7 @@ class Ross3D(PreTrainedModel):
         states = frames.reshape(b, v * t, d)
         pooled = {kind: self.denoiser.condition(states, keys, kind) for kind in ("view", "bev")}
         view = pooled["view"][:, None].expand(b, v, -1, -1)
-        if self.config.view_condition == "pooled+own":
+        if self.config.own_view_condition:
             view = view + self.denoiser.own_condition(frames)
         return {"view": view, "bev": pooled["bev"]}
 

@@ -39,7 +39,7 @@ class DataConfig:
     # tokens are read once per K questions; 1 = one sample per conversation (the original)
     pack_turns: int = 1
     # times every epoch lists a task's training rows, each copy packed on its own (ross3d/train/packing.py); a task
-    # not named: once. The demo repeats the grounding tasks (docs/demo.md, Grounding steps)
+    # not named: once (docs/demo.md, A masked view's own states and repeated grounding rows)
     task_repeat: dict[str, int] = field(default_factory=dict)
     num_workers: int = 2
     prefetch_factor: int = 2

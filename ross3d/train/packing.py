@@ -11,7 +11,8 @@ whole conversation instead of the task. On the demo's ScanRefer prompts alone, f
 to 0.68 in 150 steps while the argmax object was right for 20% of the training prompts asked alone and 9% of val;
 packed anew every epoch, 300 steps reached 45% and 41% (docs/demo.md, Packing anew every epoch). The packing is a pure function of (rows, K,
 seed, epoch, repeat), so a resumed run packs the same samples. `data.task_repeat` lists a task's rows several times
-per epoch, each copy packed in its own order: the demo repeats its grounding tasks (docs/demo.md, Grounding steps). Evaluation stays single-turn, as the original's.
+per epoch, each copy packed in its own order (docs/demo.md, A masked view's own states and repeated grounding rows).
+Evaluation stays single-turn, as the original's.
 """
 
 from __future__ import annotations
