@@ -164,9 +164,11 @@ def _multi3drefer(facts: list[SceneFacts], split: str) -> list[dict]:
                     if colors[o.color_name] == 1:
                         entries.append((("the {c} {l}.", "the {l} that is {c}."), dict(c=o.color_name, l=label),
                                         [o.object_id], "st_w_d", label, True))
-            absent = next(c for c in COLORS if c not in {o.color_name for o in group})
-            entries.append((("the {c} {l}.", "the {l} that is {c}."), dict(c=absent, l=label), [],
-                            "zt_w_d", label, True))
+        # one zero-target query of each kind per scene, near the release's share of empty answers (docs/demo.md,
+        # Multi3DRefer's zero targets): a colour no object of a present label has, and a label the scene lacks
+        label = list(sf.counts)[sf.number % len(sf.counts)]
+        absent = next(c for c in COLORS if c not in {o.color_name for o in sf.objects if o.label == label})
+        entries.append((("the {c} {l}.", "the {l} that is {c}."), dict(c=absent, l=label), [], "zt_w_d", label, True))
         missing = next(label for label in ABSENT_LABELS if label not in sf.counts)
         entries.append((("the {l} in the room.", "the only {l} here."), dict(l=missing), [], "zt_wo_d",
                         missing, False))
