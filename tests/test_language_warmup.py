@@ -7,13 +7,17 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from ross3d.errors import ConfigError
+from ross3d.errors import ConfigError, InputError
 from ross3d.train.config import load_train_config
-from ross3d.train.language_warmup import LOG_FILE, plain_texts, text_batch, warm_up_language
+from ross3d.train.language_warmup import LOG_FILE, name_referents, object_labels, plain_texts, referent_names, \
+    text_batch, warm_up_language, warm_up_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,3 +80,50 @@ def test_config_refuses_a_warm_up_of_a_released_model_and_bad_values():
     for bad in ("steps=0", "batch=0", "lr=0"):
         with pytest.raises(ConfigError, match="model.language_warmup"):
             load_train_config(ROOT / "configs/tiny.yaml", ["model.language_warmup={}", f"model.language_warmup.{bad}"])
+
+
+def test_name_referents_inserts_each_querys_categories_after_its_ground_token():
+    ground = 99
+    text = [1, 2, ground, 3, 4, ground, 3]  # two packed grounding turns
+    names = {(): [50], (7,): [60], (8, 9): [70, 71]}
+    assert name_referents(text, ground, [(7,), ()], lambda p: names[tuple(p)]) == [1, 2, ground, 60, 3, 4, ground,
+                                                                                     50, 3]
+    assert name_referents(text, ground, [(8, 9), (7,)], lambda p: names[tuple(p)]) == [1, 2, ground, 70, 71, 3, 4,
+                                                                                         ground, 60, 3]
+    with pytest.raises(ValueError, match="2 <ground> tokens for 1 target sets"):
+        name_referents(text, ground, [(7,)], lambda p: names[tuple(p)])
+
+
+def test_referent_names_join_distinct_categories_and_name_the_empty_target():
+    labels = {("s", 1): "chair", ("s", 2): "chair", ("s", 3): "table"}
+    assert referent_names(labels, "s", [2, 1]) == "chair"
+    assert referent_names(labels, "s", [3, 1, 2]) == "table chair"
+    assert referent_names(labels, "s", []) == "nothing"
+
+
+def _word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["[UNK]", *words])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
+def test_warm_up_texts_name_the_referents_of_grounding_samples_only(tmp_path):
+    tokenizer = _word_tokenizer(["chair", "red", "table", "nothing"])  # ids 1-4
+    ground, image = 20, 30
+    pq.write_table(pa.table({"scene_id": ["s0", "s0", "s0"], "object_id": [0, 1, 2], "label": ["red", "chair", "table"],
+                             "box": [[0.0] * 6] * 3}), tmp_path / "objects.parquet")
+    labels = object_labels(tmp_path)
+    assert labels == {("s0", 0): "red", ("s0", 1): "chair", ("s0", 2): "table"}
+    samples = [SimpleNamespace(task="scanrefer", scene_id="s0", input_ids=[image, 8, ground, 9], targets=((1,),)),
+               SimpleNamespace(task="multi3drefer", scene_id="s0", input_ids=[image, 8, ground, 9, ground],
+                               targets=((), (2, 1))),
+               SimpleNamespace(task="scanqa", scene_id="s0", input_ids=[image, 8, 9], targets=((0,),))]
+    assert warm_up_texts(samples, image, ground, labels, tokenizer) == [[8, ground, 1, 9], [8, ground, 4, 9, ground,
+                                                                                            3, 1], [8, 9]]
+    assert warm_up_texts(samples, image, ground, None, tokenizer) == plain_texts(samples, image)
+
+
+def test_object_labels_name_the_file_that_lacks_labels(tmp_path):
+    pq.write_table(pa.table({"scene_id": ["s0"], "object_id": [0]}), tmp_path / "objects.parquet")
+    with pytest.raises(InputError, match="objects.parquet: cannot read scene_id, object_id, label"):
+        object_labels(tmp_path)

@@ -73,6 +73,9 @@ class LanguageWarmup:
     steps: int = 500
     batch: int = 16
     lr: float = 1e-3
+    # grounding texts name their referents' categories after each `<ground>` (objects.parquet labels, "nothing" for
+    # an empty target), so the `<ground>` state learns to gather the referring expression (docs/demo.md, runs 47-49)
+    ground_labels: bool = False
 
 
 @dataclass

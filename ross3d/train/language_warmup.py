@@ -6,6 +6,8 @@ A released LLaVA-Video brings a language model that already reads its prompt; a 
 steps (docs/demo.md, Grounding). The warm-up is a stand-in for that language pretraining: on the training split's
 texts only, with the LM alone (no visual tokens, no denoiser, no grounding head). Each step draws `batch` texts
 without replacement from a generator seeded by the run's seed, so every rank warms up to the same weights.
+With `ground_labels`, each grounding text names the categories of its `<ground>` queries' positives after
+the `<ground>` token (`warm_up_texts`), so the `<ground>` state learns to gather the referring expression.
 OUTPUT_DIR/language_warmup.jsonl has the loss of every step.
 """
 
@@ -14,13 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
-from ross3d.batches import pad_right
+from ross3d.batches import GROUNDING_TASKS, TextSample, pad_right
+from ross3d.errors import InputError
 
 log = logging.getLogger(__name__)
 LOG_FILE = "language_warmup.jsonl"
@@ -38,6 +43,49 @@ def text_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.T
 def plain_texts(samples, image_token_id: int) -> list[list[int]]:
     """Each sample's token ids without the image placeholder (the text an LM alone can read)."""
     return [[int(t) for t in s.input_ids if t != image_token_id] for s in samples]
+
+
+EMPTY_TARGET = "nothing"  # the category text of a `<ground>` query without positives
+
+
+def name_referents(text: list[int], ground_token_id: int, targets: Sequence[Sequence[int]],
+                   category_ids: Callable[[Sequence[int]], list[int]]) -> list[int]:
+    """`text` with `category_ids(positives)` inserted after its k-th `<ground>` token, for the k-th of `targets`."""
+    grounds = [i for i, t in enumerate(text) if t == ground_token_id]
+    if len(grounds) != len(targets):
+        raise ValueError(f"{len(grounds)} <ground> tokens for {len(targets)} target sets")
+    out, start = [], 0
+    for i, positives in zip(grounds, targets):
+        out += text[start:i + 1] + category_ids(positives)
+        start = i + 1
+    return out + text[start:]
+
+
+def referent_names(labels: dict[tuple[str, int], str], scene_id: str, positives: Sequence[int]) -> str:
+    """The categories of a query's positives in first-seen order (`EMPTY_TARGET` for none), space separated."""
+    return " ".join(dict.fromkeys(labels[scene_id, i] for i in positives)) or EMPTY_TARGET
+
+
+def object_labels(prep_dir: str | Path) -> dict[tuple[str, int], str]:
+    """(scene_id, object_id) -> category of PREP_DIR/objects.parquet."""
+    path = Path(prep_dir) / "objects.parquet"
+    try:
+        table = pq.read_table(path, columns=["scene_id", "object_id", "label"])
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(path, f"cannot read scene_id, object_id, label: {e}") from e
+    columns = (table.column(c).to_pylist() for c in table.column_names)
+    return {(sid, int(oid)): label for sid, oid, label in zip(*columns)}
+
+
+def warm_up_texts(samples: Sequence[TextSample], image_token_id: int, ground_token_id: int,
+                  labels: dict[tuple[str, int], str] | None, tokenizer) -> list[list[int]]:
+    """`plain_texts`; with `labels`, each grounding text names its referents after each `<ground>`."""
+    texts = plain_texts(samples, image_token_id)
+    if labels is None:
+        return texts
+    return [name_referents(text, ground_token_id, s.targets, lambda positives: tokenizer(
+                " " + referent_names(labels, s.scene_id, positives), add_special_tokens=False).input_ids)
+            if s.task in GROUNDING_TASKS else text for text, s in zip(texts, samples)]
 
 
 def warm_up_language(llm: torch.nn.Module, texts: list[list[int]], pad_id: int, steps: int, batch: int, lr: float,

@@ -224,12 +224,14 @@ def _prepare_parts(config: TrainConfig, model, dist):
 
 def _warm_up_language(config: TrainConfig, model, tokenizer, samples, dist, out: Path) -> None:
     """The fresh LM's next-token steps on the training texts (`model.language_warmup`), on every rank alike."""
-    from ross3d.train.language_warmup import plain_texts, warm_up_language
+    from ross3d.train.language_warmup import object_labels, warm_up_language, warm_up_texts
 
     warmup = config.model.language_warmup
     model.to(dist.device)
     start = time.perf_counter()
-    losses = warm_up_language(model.llm, plain_texts(samples, model.config.image_token_id), tokenizer.pad_token_id,
+    labels = object_labels(config.data.prep_dir) if warmup.ground_labels else None
+    texts = warm_up_texts(samples, model.config.image_token_id, model.config.ground_token_id, labels, tokenizer)
+    losses = warm_up_language(model.llm, texts, tokenizer.pad_token_id,
                               warmup.steps, warmup.batch, warmup.lr, config.optim.grad_clip, config.seed,
                               dist.device, out if dist.is_main else None)
     if dist.is_main:
