@@ -204,7 +204,7 @@ def test_a_vision_only_batch_trains_only_the_reconstruction_losses(inputs, tmp_p
 
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
         inputs, tmp_path, "data.tasks=[vision_only]", "data.labelled_fraction=0.5", "data.labelled_seed=1",
-        "data.unlabelled_as_vision_only=true"))
+        "data.unlabelled_as_vision_only=true", "model.mask_schedule=step"))  # configs/tiny.yaml masks per sample
     model, tokenizer = build_model(config, tmp_path / "tokenizer")
     image = model.config.image_token_id
     samples = load_text_samples(config.data, ChatEncoder(tokenizer, image))
@@ -243,7 +243,7 @@ def test_resume_is_exact_in_a_run_mixing_vision_only_and_text(inputs, tmp_path):
     config = load_train_config(ROOT / "configs/tiny.yaml", _overrides(
         inputs, tmp_path, "data.tasks=[scanqa, vision_only]", "data.labelled_fraction=0.5", "data.labelled_seed=1",
         "data.unlabelled_as_vision_only=true", "micro_batch=2", "grad_accum=1", "epochs=2", "save_every=2",
-        "keep_checkpoints=3"))
+        "keep_checkpoints=3", "model.mask_schedule=step"))  # the original's schedule (configs/tiny.yaml: per sample)
     train(config)
     before = read_log(tmp_path / "log.jsonl")
     split = json.loads((tmp_path / "labelled_split.json").read_text())
