@@ -37,7 +37,8 @@ class PrepIndex:
     failed: list[str] = field(default_factory=list)
 
 
-def _table(path: Path, columns: list[str]):
+def read_prep_table(path: Path, columns: list[str]):
+    """`columns` of a PREP_DIR Parquet table; InputError naming the file when it cannot be read."""
     try:
         return pq.read_table(path, columns=columns)
     except (OSError, ValueError) as err:
@@ -53,14 +54,16 @@ def read_prep(prep_dir: str | Path, strategies: tuple[str, ...]) -> PrepIndex:
         fingerprint, bev_size = manifest["options_fingerprint"], int(manifest["options"]["bev_size"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise InputError(manifest_path, f"not a finished PREP_DIR ({err})") from None
-    scenes = _table(prep_dir / "scenes.parquet", ["scene_id", "depth_width", "depth_height", "status"]).to_pylist()
+    scenes = read_prep_table(prep_dir / "scenes.parquet",
+                             ["scene_id", "depth_width", "depth_height", "status"]).to_pylist()
     for row in scenes:
         check_scene_id(row["scene_id"], prep_dir / "scenes.parquet")
     selected: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    for r in _table(prep_dir / "selections.parquet", ["scene_id", "strategy", "rank", "frame_idx"]).to_pylist():
+    selections = read_prep_table(prep_dir / "selections.parquet", ["scene_id", "strategy", "rank", "frame_idx"])
+    for r in selections.to_pylist():
         selected.setdefault((r["scene_id"], r["strategy"]), []).append((r["rank"], r["frame_idx"]))
     objects: dict[str, list[dict]] = {}
-    for r in _table(prep_dir / "objects.parquet", ["scene_id", "object_id", "box"]).to_pylist():
+    for r in read_prep_table(prep_dir / "objects.parquet", ["scene_id", "object_id", "box"]).to_pylist():
         objects.setdefault(r["scene_id"], []).append(r)
     out = PrepIndex(prep_dir, fingerprint, bev_size, [], [r["scene_id"] for r in scenes if r["status"] != "ok"])
     for row in scenes:

@@ -20,12 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from ross3d.batches import GROUNDING_TASKS, TextSample, pad_right
-from ross3d.errors import InputError
+from ross3d.cache.inputs import read_prep_table
 
 log = logging.getLogger(__name__)
 LOG_FILE = "language_warmup.jsonl"
@@ -68,11 +66,7 @@ def referent_names(labels: dict[tuple[str, int], str], scene_id: str, positives:
 
 def object_labels(prep_dir: str | Path) -> dict[tuple[str, int], str]:
     """(scene_id, object_id) -> category of PREP_DIR/objects.parquet."""
-    path = Path(prep_dir) / "objects.parquet"
-    try:
-        table = pq.read_table(path, columns=["scene_id", "object_id", "label"])
-    except (OSError, pa.ArrowException) as e:
-        raise InputError(path, f"cannot read scene_id, object_id, label: {e}") from e
+    table = read_prep_table(Path(prep_dir) / "objects.parquet", ["scene_id", "object_id", "label"])
     columns = (table.column(c).to_pylist() for c in table.column_names)
     return {(sid, int(oid)): label for sid, oid, label in zip(*columns)}
 
